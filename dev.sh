@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine with Python 3.11:
+#   ./dev.sh up [ARGS]   installs into .venv, then `kaito up` (tiny model on embedded Ray Serve)
+#   ./dev.sh test [ARGS] installs into .venv (and the test tools: registry, wrk), then pytest
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0   # keep every Ray listener on 127.0.0.1
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
+export PIP_CONSTRAINT="$PWD/constraints.txt"  # torch 2.13.0 = the CPU build here
+
+install() {
+  local stamp="$VENV/.installed-$(cat setup.cfg constraints.txt | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[serving,tuning,dev]"
+  touch "$stamp"
+}
+
+system_tools() {
+  # Real parts for the tests: Debian's OCI registry and wrk. Installed when we are root.
+  local missing=()
+  command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v htpasswd >/dev/null || missing+=(apache2-utils)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    # The Debian package starts a registry on all interfaces; tests run their own on 127.0.0.1.
+    (systemctl stop docker-registry || service docker-registry stop || pkill -x docker-registry) >/dev/null 2>&1 || true
+  else
+    echo "dev.sh: missing ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}" >&2
+  fi
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+  up)
+    install
+    exec "$VENV/bin/kaito" up "$@"
+    ;;
+  test)
+    install
+    system_tools
+    exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh up [kaito up args] | ./dev.sh test [pytest args]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,5 @@
+import sys
+
+from kaito_cli import main
+
+sys.exit(main())
