@@ -83,3 +83,10 @@ def test_markdown_table_has_a_row_per_preset():
     table = preset_table(markdown=True).splitlines()
     assert len(table) == 2 + len(presets.list_presets())
     assert table[2].startswith("| phi-2 (deprecated) | microsoft/phi-2@ef38235 |")
+
+
+def test_readme_table_is_current():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    assert preset_table(markdown=True) in readme, "run: kaito presets --markdown and paste it into README.md"
