@@ -55,6 +55,9 @@ RULES: tuple[Rule, ...] = (
     Rule("count-immutable", "resource.count", "self == oldSelf", "field is immutable"),
     Rule("instance-type-immutable", "resource.instanceType", "self == oldSelf", "field is immutable"),
     Rule("label-selector-immutable", "resource.labelSelector", "self == oldSelf", "field is immutable"),
+    Rule("label-selector-in-only", "resource.labelSelector",
+         "!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator == 'In')",
+         "Only allow matchLabels or 'IN' matchExpression"),
     # -- inference
     Rule("preset-or-template", "inference", "has(self.preset) || has(self.template)",
          "Preset or Template must be specified"),

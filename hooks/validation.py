@@ -108,6 +108,9 @@ def _check_rules(ws: dict, errors: list[FieldError]) -> None:
         _fail(errors, "", "inference-or-tuning")
     if inference is not None and tuning is not None:
         _fail(errors, "", "inference-xor-tuning")
+    selector = (ws.get("resource") or {}).get("labelSelector") or {}
+    if any(e.get("operator") != "In" for e in selector.get("matchExpressions") or []):
+        _fail(errors, "resource.labelSelector.matchExpressions", "label-selector-in-only")
     count = (ws.get("resource") or {}).get("count", 1)
     if tuning is not None and count > 1:
         _fail(errors, "resource.count", "tuning-single-node")

@@ -58,6 +58,7 @@ CASES = [
     ("count-immutable", INF, _set("resource.count", 2), _set("resource.count", 1), lambda ws: ws),
     ("instance-type-immutable", INF, _set("resource.instanceType", "Standard_NC12s_v3"), _set("resource.instanceType", "Standard_NC6s_v3"), lambda ws: ws),
     ("label-selector-immutable", INF, _set("resource.labelSelector.matchLabels", {"apps": "other"}), lambda ws: ws, lambda ws: ws),
+    ("label-selector-in-only", INF, _set("resource.labelSelector.matchExpressions", [{"key": "gpu", "operator": "Exists"}]), _set("resource.labelSelector.matchExpressions", [{"key": "gpu", "operator": "In", "values": ["a100"]}]), None),
     ("preset-or-template", INF, _set("inference.preset", _DELETE), _both(_set("inference.preset", _DELETE), _set("inference.template", {"spec": {"containers": [{"name": "c", "image": "x"}]}})), None),
     ("preset-xor-template", INF, _set("inference.template", {"spec": {"containers": []}}), lambda ws: ws, None),
     ("template-set-unset", INF, _both(_set("inference.preset", _DELETE), _set("inference.template", {"spec": {}})), lambda ws: ws, lambda ws: ws),
