@@ -122,6 +122,8 @@ class Condition(_Spec):
 class WorkspaceStatus(_Spec):
     worker_nodes: list[str] | None = None
     conditions: list[Condition] | None = None
+    # Metacontroller writes it on every status update; undeclared, the API server would prune it.
+    observed_generation: int | None = None
 
 
 class Workspace(_Spec):

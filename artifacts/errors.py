@@ -1,0 +1,45 @@
+"""The one error hierarchy of the delivery library.
+
+Every error carries a message a user can act on. No message ever contains a credential: messages
+name the reference, the registry and the HTTP status, never headers, tokens or config contents.
+"""
+from __future__ import annotations
+
+
+class ArtifactError(Exception):
+    """Base of every error raised by `artifacts`."""
+
+
+class InvalidReference(ArtifactError, ValueError):
+    """A source or image reference that cannot be parsed."""
+
+
+ReferenceError = InvalidReference  # noqa: A001 - the name the public surface promises
+
+
+class NotFound(ArtifactError):
+    """The repository, tag, manifest, blob or local path does not exist."""
+
+
+class Unauthorized(ArtifactError):
+    """The registry or hub refused the credentials (or none were found)."""
+
+
+class DigestMismatch(ArtifactError):
+    """Downloaded bytes do not hash to the digest the manifest promised."""
+
+
+class RegistryError(ArtifactError):
+    """The registry answered with an unexpected status, or the connection failed."""
+
+
+class UnsupportedArtifact(ArtifactError):
+    """A manifest or layer kind this library cannot unpack (e.g. zstd layers, schema 1)."""
+
+
+class DestinationError(ArtifactError):
+    """The destination directory cannot be written or holds something that is not ours."""
+
+
+class HubError(ArtifactError):
+    """A Hugging Face hub request failed for a reason other than not-found or auth."""

@@ -1,0 +1,221 @@
+"""Children of an inference Workspace: head/worker Deployments, Service and the Serve ConfigMap.
+
+Names (DESIGN.md §4): Deployment `<ws>` (Ray head + Serve), Deployment `<ws>-worker` (count > 1),
+Service `<ws>` (80 -> 8000, plus 6379 when count > 1), ConfigMap `<ws>` (key serve_config.yaml,
+HELPER_RULES contract §1). Adapters are pulled by one init container each into a shared volume.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import yaml
+
+from . import pod
+
+Obj = dict[str, Any]
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+SERVE_PORT = 8000
+RAY_PORT = 6379
+ADAPTER_ROOT = "/mnt/adapter"
+CONFIG_KEY = "serve_config.yaml"
+PROBE_PERIOD = 10
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    """Everything the builders need, resolved from the Workspace and the catalog."""
+    namespace: str
+    name: str
+    count: int
+    match_labels: dict[str, str]
+    worker_nodes: tuple[str, ...]
+    gpus_per_node: int
+    runtime_image: str
+    preset: Optional[str] = None
+    model: Optional[str] = None
+    trust_remote_code: bool = False
+    readiness_timeout_seconds: int = 1800
+    adapters: tuple[Obj, ...] = ()      # raw AdapterSpec dicts
+    model_access_secret: Optional[str] = None
+    template: Optional[Obj] = None      # inference.template (PodTemplateSpec) instead of a preset
+    load_balancer: bool = False         # KAITO's annotation kaito.sh/enablelb: "True"
+
+
+def adapter_name(adapter: Obj, index: int) -> str:
+    return (adapter.get("source") or {}).get("name") or f"adapter-{index}"
+
+
+def adapter_strength(adapter: Obj) -> float:
+    raw = adapter.get("strength")
+    return 1.0 if raw in (None, "") else float(raw)
+
+
+def serve_config(plan: ServingPlan) -> Obj:
+    args: Obj = {"preset": plan.preset, "model": plan.model, "served_model_name": plan.preset}
+    args = {k: v for k, v in args.items() if v is not None}
+    args["adapters"] = [{"name": adapter_name(a, i), "path": f"{ADAPTER_ROOT}/{adapter_name(a, i)}",
+                         "strength": adapter_strength(a)} for i, a in enumerate(plan.adapters)]
+    args["num_replicas"] = plan.count
+    args["gpus_per_replica"] = plan.gpus_per_node
+    args["trust_remote_code"] = plan.trust_remote_code
+    return {"proxy_location": "EveryNode",
+            "http_options": {"host": "0.0.0.0", "port": SERVE_PORT},
+            "applications": [{"name": "default", "route_prefix": "/", "import_path": "serving.app:build",
+                              "args": args}]}
+
+
+@functools.lru_cache(maxsize=4096)
+def _yaml_text(config_json: str) -> str:
+    # YAML emitting dominates a sync's cost; the same config is rendered on every resync.
+    return yaml.dump(json.loads(config_json), Dumper=_DUMPER, sort_keys=False)
+
+
+def config_map(plan: ServingPlan) -> Obj:
+    text = _yaml_text(json.dumps(serve_config(plan)))
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": pod.child_meta(plan.name, plan.name),
+            "data": {CONFIG_KEY: text}}
+
+
+def _adapter_parts(plan: ServingPlan) -> tuple[list[Obj], list[Obj]]:
+    """(init containers, extra volumes) fetching each adapter image into the shared volume."""
+    inits, volumes = [], []
+    for i, adapter in enumerate(plan.adapters):
+        src = adapter.get("source") or {}
+        name = adapter_name(adapter, i)
+        mounts = [{"name": "adapters", "mountPath": ADAPTER_ROOT}]
+        env = []
+        secrets = src.get("imagePullSecrets") or []
+        if secrets:
+            vol = f"adapter-pull-secret-{i}"
+            volumes.append(pod.docker_config_volume(vol, secrets[0]))
+            mounts.append({"name": vol, "mountPath": f"/mnt/pull-secrets/{i}", "readOnly": True})
+            env.append({"name": "DOCKER_CONFIG", "value": f"/mnt/pull-secrets/{i}"})
+        container = {"name": f"adapter-{name}"[:63].rstrip("-"), "image": plan.runtime_image,
+                     "command": ["kaito", "pull", src.get("image", ""), f"{ADAPTER_ROOT}/{name}"],
+                     "volumeMounts": mounts, "securityContext": pod.container_security()}
+        if env:
+            container["env"] = env
+        inits.append(container)
+    if plan.adapters:
+        volumes.insert(0, {"name": "adapters", "emptyDir": {}})
+    return inits, volumes
+
+
+def _labels(plan: ServingPlan, role: str) -> Obj:
+    return {pod.WS_LABEL: plan.name, pod.ROLE_LABEL: role}
+
+
+def _pod_spec(plan: ServingPlan, container: Obj, role: str) -> Obj:
+    inits, adapter_volumes = _adapter_parts(plan)
+    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    volumes = [pod.dshm_volume()] + adapter_volumes
+    if plan.adapters:
+        mounts.append({"name": "adapters", "mountPath": ADAPTER_ROOT, "readOnly": True})
+    if role == "head":
+        mounts.append({"name": "config", "mountPath": "/mnt/config", "readOnly": True})
+        volumes.append({"name": "config", "configMap": {"name": plan.name}})
+    container["volumeMounts"] = mounts
+    spec: Obj = {
+        "affinity": {"nodeAffinity": pod.node_affinity(plan.match_labels, plan.worker_nodes),
+                     "podAntiAffinity": pod.spread_one_per_node(plan.name)},
+        "tolerations": pod.tolerations(),
+        "securityContext": pod.pod_security(),
+        "enableServiceLinks": False,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if inits:
+        spec["initContainers"] = inits
+    return spec
+
+
+def _env(plan: ServingPlan) -> list[Obj]:
+    env = [{"name": "HOME", "value": "/tmp"}]
+    if plan.model_access_secret:
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": plan.model_access_secret,
+                                                                       "key": "HF_TOKEN"}}})
+    return env
+
+
+def head_deployment(plan: ServingPlan, config_hash: str) -> Obj:
+    probe = {"httpGet": {"path": "/healthz", "port": SERVE_PORT}, "periodSeconds": PROBE_PERIOD}
+    ports = [{"name": "http", "containerPort": SERVE_PORT, "protocol": "TCP"}]
+    if plan.count > 1:
+        ports.append({"name": "ray-gcs", "containerPort": RAY_PORT, "protocol": "TCP"})
+    container = {
+        "name": "serve", "image": plan.runtime_image,
+        "command": ["python", "-m", "serving.cluster", "head", "--config", f"/mnt/config/{CONFIG_KEY}"],
+        "ports": ports, "env": _env(plan), "resources": pod.gpu_resources(plan.gpus_per_node),
+        # /healthz answers 200 only once the model answers; the startup probe allows the preset's load time.
+        "startupProbe": {**probe, "failureThreshold": max(1, math.ceil(plan.readiness_timeout_seconds / PROBE_PERIOD))},
+        "readinessProbe": {**probe, "failureThreshold": 3},
+        "livenessProbe": {"tcpSocket": {"port": SERVE_PORT}, "periodSeconds": 20, "failureThreshold": 3},
+        "securityContext": pod.container_security(),
+    }
+    labels = _labels(plan, "head")
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": pod.child_meta(plan.name, plan.name),
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                     "strategy": {"type": "Recreate"},
+                     "template": {"metadata": {"labels": labels,
+                                               "annotations": {"kaito.sh/serve-config-hash": config_hash}},
+                                  "spec": _pod_spec(plan, container, "head")}}}
+
+
+def worker_deployment(plan: ServingPlan, config_hash: str) -> Obj:
+    container = {
+        "name": "ray-worker", "image": plan.runtime_image,
+        "command": ["python", "-m", "serving.cluster", "worker", "--address", f"{plan.name}:{RAY_PORT}"],
+        "env": _env(plan), "resources": pod.gpu_resources(plan.gpus_per_node),
+        "securityContext": pod.container_security(),
+    }
+    labels = _labels(plan, "worker")
+    name = f"{plan.name}-worker"
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": pod.child_meta(name, plan.name),
+            "spec": {"replicas": plan.count - 1, "selector": {"matchLabels": labels},
+                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+                     "template": {"metadata": {"labels": labels,
+                                               "annotations": {"kaito.sh/serve-config-hash": config_hash}},
+                                  "spec": _pod_spec(plan, container, "worker")}}}
+
+
+def service(plan: ServingPlan) -> Obj:
+    ports = [{"name": "http", "port": 80, "targetPort": SERVE_PORT, "protocol": "TCP"}]
+    spec: Obj = {"type": "LoadBalancer" if plan.load_balancer else "ClusterIP",
+                 "selector": _labels(plan, "head"), "ports": ports}
+    if plan.count > 1:
+        ports.append({"name": "ray-gcs", "port": RAY_PORT, "targetPort": RAY_PORT, "protocol": "TCP"})
+        # Workers must reach the head's GCS before the head serves (it is Ready only once all load).
+        spec["publishNotReadyAddresses"] = True
+    return {"apiVersion": "v1", "kind": "Service", "metadata": pod.child_meta(plan.name, plan.name), "spec": spec}
+
+
+def template_deployment(plan: ServingPlan) -> Obj:
+    """The user's PodTemplateSpec with our labels, node affinity and tolerations added."""
+    template = plan.template or {}
+    meta = dict(template.get("metadata") or {})
+    labels = {**(meta.get("labels") or {}), pod.WS_LABEL: plan.name}
+    meta["labels"] = labels
+    spec = dict(template.get("spec") or {})
+    affinity = dict(spec.get("affinity") or {})
+    affinity["nodeAffinity"] = pod.node_affinity(plan.match_labels, plan.worker_nodes)
+    spec["affinity"] = affinity
+    theirs = list(spec.get("tolerations") or [])
+    spec["tolerations"] = theirs + [t for t in pod.tolerations() if t not in theirs]
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": pod.child_meta(plan.name, plan.name),
+            "spec": {"replicas": plan.count, "selector": {"matchLabels": {pod.WS_LABEL: plan.name}},
+                     "template": {"metadata": meta, "spec": spec}}}
+
+
+def build(plan: ServingPlan) -> list[Obj]:
+    if plan.template is not None:
+        return [template_deployment(plan)]
+    cm = config_map(plan)
+    config_hash = pod.content_hash(cm["data"])
+    out = [cm, head_deployment(plan, config_hash), service(plan)]
+    if plan.count > 1:
+        out.append(worker_deployment(plan, config_hash))
+    return out

@@ -1,0 +1,101 @@
+"""An emulated cluster wired to these hooks: the two CompositeControllers of deploy/, Metacontroller's
+emulator, and Karpenter/Deployment/Job stand-ins. Used by `kaito render` (in-process) and the
+integration tests (over HTTP against gunicorn).
+
+The controller definitions here mirror deploy/base/controllers.yaml plus an overlay's claim
+rule; a test compares them with the kustomize output so they cannot drift.
+"""
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import Any, Callable, Iterable, Optional
+
+import presets
+from hooks import nodeprovisioner, sync_workspace
+from hooks.settings import ClaimApi, Settings
+from metacontroller.cluster import Cluster
+from metacontroller.emulator import CompositeControllerEmulator
+from metacontroller.errors import HookCallError
+from metacontroller.standins import KarpenterStandIn, WorkloadStandIn
+from metacontroller.world import World
+
+Obj = dict[str, Any]
+HOOK_SERVICE = {"name": "kaito-hooks", "namespace": "kaito-system", "port": 80}
+
+
+def _hooks(prefix: str) -> Obj:
+    return {name: {"version": "v2", "webhook": {"service": dict(HOOK_SERVICE), "path": f"/{prefix}/{name}",
+                                                "timeout": "10s"}}
+            for name in ("customize", "sync")}
+
+
+def controllers(claim: ClaimApi) -> tuple[Obj, Obj]:
+    """(Workspace controller, NodeProvisioner controller) as deploy/ installs them."""
+    ws = {"apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
+          "metadata": {"name": "kaito-workspace"},
+          "spec": {"generateSelector": True, "resyncPeriodSeconds": 60,
+                   "parentResource": {"apiVersion": "kaito.sh/v1alpha1", "resource": "workspaces"},
+                   "childResources": [
+                       {"apiVersion": "apps/v1", "resource": "deployments", "updateStrategy": {"method": "InPlace"}},
+                       {"apiVersion": "v1", "resource": "services", "updateStrategy": {"method": "InPlace"}},
+                       {"apiVersion": "v1", "resource": "configmaps", "updateStrategy": {"method": "InPlace"}},
+                       {"apiVersion": "batch/v1", "resource": "jobs", "updateStrategy": {"method": "Recreate"}}],
+                   "hooks": _hooks("workspace")}}
+    np = {"apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
+          "metadata": {"name": "kaito-nodeprovisioner"},
+          "spec": {"generateSelector": True, "resyncPeriodSeconds": 60,
+                   "parentResource": {"apiVersion": "kaito.sh/v1alpha1", "resource": "nodeprovisioners"},
+                   "childResources": [{"apiVersion": claim.api_version, "resource": claim.resource,
+                                       "updateStrategy": {"method": "OnDelete"}}],
+                   "hooks": _hooks("nodeprovisioner")}}
+    return ws, np
+
+
+def default_nodeprovisioner(claim: ClaimApi) -> Obj:
+    return {"apiVersion": "kaito.sh/v1alpha1", "kind": "NodeProvisioner", "metadata": {"name": "default"},
+            "spec": {"claimApi": claim.name}}
+
+
+def sku_gpus(instance_type: str) -> int:
+    sku = presets.get_sku(instance_type)
+    return sku.gpus if sku else 1
+
+
+def inprocess_transport(settings: Settings, now: Callable[[], str]) -> Callable[[str, Obj, float], bytes]:
+    """Calls the pure core directly, answering like the Flask layer (exceptions become call errors)."""
+    routes = {
+        "/workspace/customize": lambda b: sync_workspace.customize(b["parent"], settings),
+        "/workspace/sync": lambda b: sync_workspace.sync(b, settings, now()),
+        "/nodeprovisioner/customize": lambda b: nodeprovisioner.customize(b["parent"]),
+        "/nodeprovisioner/sync": lambda b: nodeprovisioner.sync(b, now()),
+    }
+
+    def call(url: str, body: Obj, timeout: float) -> bytes:  # noqa: ARG001 - same signature as HTTP
+        path = urllib.parse.urlsplit(url).path
+        try:
+            return json.dumps(routes[path](json.loads(json.dumps(body))), separators=(",", ":")).encode()
+        except Exception as exc:  # a hook error answers 500: nothing changes
+            raise HookCallError(f"unsupported status code: 500 body: {type(exc).__name__}: {exc}") from exc
+
+    return call
+
+
+def make_world(settings: Settings, *, base_url: Optional[str] = None,
+               transport: Optional[Callable[[str, Obj, float], bytes]] = None,
+               unavailable: Iterable[str] = (), clock: Optional[Callable[[], str]] = None,
+               job_run_ticks: int = 1) -> World:
+    """A cluster with the default NodeProvisioner installed and every stand-in running."""
+    cluster = Cluster(clock=clock)
+    ws_cc, np_cc = controllers(settings.claim_api)
+    emulators = [CompositeControllerEmulator(cluster, cc, base_url=base_url, transport=transport)
+                 for cc in (np_cc, ws_cc)]
+    cluster.create(default_nodeprovisioner(settings.claim_api))
+    standins = [KarpenterStandIn(cluster, sku_gpus, set(unavailable)),
+                WorkloadStandIn(cluster, job_run_ticks=job_run_ticks)]
+    return World(cluster, emulators, standins)
+
+
+def conditions(ws: Obj) -> dict[str, str]:
+    """`{type: status}` of a Workspace, what `kubectl get workspace` columns show."""
+    return {c["type"]: c["status"] for c in (ws.get("status") or {}).get("conditions") or []}

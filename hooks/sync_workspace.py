@@ -1,0 +1,223 @@
+"""The Workspace hooks' pure core: `customize(parent)` and `sync(request, now)` -> reply dicts.
+
+Sync turns (Workspace, observed children, related claims and Nodes) into the desired children
+and the status. Invariants (DESIGN.md §5): an invalid spec keeps the observed children exactly as
+last applied (an edit typo never kills a running service) and creates nothing new; children
+appear only once `count` qualifying nodes are Ready; status is deterministic.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping, Optional
+
+import presets
+from hooks import nodes as nodesel
+from hooks.api import Workspace
+from hooks.children import inference, tuning
+from hooks.children.inference import ServingPlan
+from hooks.children.tuning import TuningPlan
+from hooks.settings import Settings
+from hooks.status import FALSE, TRUE, Cond, combined, render
+from hooks.validation import validate_workspace
+from metacontroller.api import group_key
+
+Obj = dict[str, Any]
+LAST_APPLIED = "metacontroller.k8s.io/last-applied-configuration"
+NODE_KEY = group_key("v1", "Node")
+DEPLOYMENT_KEY = group_key("apps/v1", "Deployment")
+JOB_KEY = group_key("batch/v1", "Job")
+ENABLE_LB = "kaito.sh/enablelb"
+
+
+# -- customize -----------------------------------------------------------------------------
+def customize(parent: Obj, settings: Settings) -> Obj:
+    """Ask for this workspace's own node claims and for the Nodes its labelSelector matches."""
+    meta = parent.get("metadata") or {}
+    claim = settings.claim_api
+    rules: list[Obj] = [{
+        "apiVersion": claim.api_version, "resource": claim.resource,
+        "labelSelector": {"matchLabels": {nodesel.WS_LABEL: meta["name"],
+                                          nodesel.WS_NS_LABEL: meta.get("namespace", "")}}}]
+    selector = (parent.get("resource") or {}).get("labelSelector")
+    if isinstance(selector, Mapping):
+        sel = {k: selector[k] for k in ("matchLabels", "matchExpressions") if selector.get(k)}
+        rules.append({"apiVersion": "v1", "resource": "nodes", "labelSelector": sel})
+    return {"relatedResources": rules}
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def kept_children(children: Mapping[str, Mapping[str, Obj]]) -> list[Obj]:
+    """Observed children as last applied: replying with them changes nothing and deletes nothing."""
+    out = []
+    for group in sorted(children):
+        for key in sorted(children[group]):
+            obj = children[group][key]
+            raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+            if raw:
+                out.append(json.loads(raw))
+                continue
+            meta = obj.get("metadata") or {}
+            keep = {"name": meta.get("name"), "namespace": meta.get("namespace"),
+                    "labels": meta.get("labels") or {}}
+            out.append({"apiVersion": obj["apiVersion"], "kind": obj["kind"],
+                        "metadata": {k: v for k, v in keep.items() if v is not None},
+                        **{k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}})
+    return out
+
+
+def _claim_failure(claims: Iterable[Obj]) -> Optional[str]:
+    for claim in sorted(claims, key=lambda c: c["metadata"]["name"]):
+        for c in (claim.get("status") or {}).get("conditions") or []:
+            if c.get("type") in ("Launched", "MachineLaunched") and c.get("status") == FALSE:
+                return f"node claim {claim['metadata']['name']} failed to launch: {c.get('message') or c.get('reason')}"
+    return None
+
+
+def _ready_replicas(dep: Optional[Obj]) -> int:
+    """Ready replicas of the current pod template: none while the controller has not seen the
+    latest generation, and only updated ones during a rollout."""
+    status = (dep or {}).get("status") or {}
+    if int(status.get("observedGeneration") or 0) < int((dep or {}).get("metadata", {}).get("generation") or 0):
+        return 0
+    ready = int(status.get("readyReplicas") or 0)
+    updated = status.get("updatedReplicas")
+    return ready if updated is None else min(ready, int(updated))
+
+
+def _deployment_failure(dep: Optional[Obj]) -> Optional[Cond]:
+    for c in ((dep or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") in ("Progressing", "ReplicaFailure") and \
+                (c.get("status") == FALSE if c["type"] == "Progressing" else c.get("status") == TRUE):
+            return Cond("InferenceReady", FALSE, c.get("reason") or "WorkspaceInferenceStatusFailed",
+                        f"Deployment {dep['metadata']['name']}: {c.get('message', '')}")
+    return None
+
+
+# -- sync --------------------------------------------------------------------------------------
+def sync(request: Obj, settings: Settings, now: str) -> Obj:
+    parent = request["parent"]
+    meta = parent["metadata"]
+    ns, name = meta.get("namespace", ""), meta["name"]
+    generation = int(meta.get("generation") or 0)
+    old_status = parent.get("status") or {}
+    observed_conditions = old_status.get("conditions") or []
+    previous_nodes = [n for n in old_status.get("workerNodes") or [] if isinstance(n, str)]
+    children = request.get("children") or {}
+    related = request.get("related") or {}
+
+    spec_only = {k: v for k, v in parent.items() if k != "status"}
+    errors = validate_workspace(spec_only)
+    if errors:
+        message = "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in errors)
+        conds = [Cond(t, FALSE, "InvalidSpec", message) for t in ("ResourceReady", "WorkspaceReady")]
+        conds.append(Cond("JobStarted" if parent.get("tuning") else "InferenceReady", FALSE, "InvalidSpec", message))
+        status = {"workerNodes": sorted(previous_nodes), "conditions": render(conds, observed_conditions, now, generation)}
+        return {"status": status, "children": kept_children(children)}
+
+    ws = Workspace.model_validate(spec_only)
+    res = ws.resource
+    match_labels = nodesel.selector_labels(parent["resource"].get("labelSelector"))
+    preset_spec = (ws.inference.preset if ws.inference else None) or (ws.tuning.preset if ws.tuning else None)
+    preset = presets.get_preset(preset_spec.name) if preset_spec else None
+    sku = presets.get_sku(res.instance_type)
+    gpus = sku.gpus if sku else (preset.gpu_count if preset else 0)
+
+    # -- resources: claims and nodes
+    nodes = list((related.get(NODE_KEY) or {}).values())
+    claims = list((related.get(settings.claim_api.map_key) or {}).values())
+    selected = nodesel.select_nodes(nodes, namespace=ns, name=name, count=res.count, instance_type=res.instance_type,
+                                    match_labels=match_labels, preferred=res.preferred_nodes or [],
+                                    previous=previous_nodes, needs_gpu=gpus > 0)
+    resource_ok = len(selected) >= res.count
+    failure = None if resource_ok else _claim_failure(claims)
+    if resource_ok:
+        resource = Cond("ResourceReady", TRUE, "workspaceResourceStatusSuccess", "workspace resource is ready")
+    elif failure:
+        resource = Cond("ResourceReady", FALSE, "workspaceResourceStatusFailed", failure)
+    else:
+        pending = sum(1 for c in claims if not any(x.get("type") == "Ready" and x.get("status") == TRUE
+                                                   for x in (c.get("status") or {}).get("conditions") or []))
+        extra = f", {pending} node claim{'s' if pending != 1 else ''} pending" if pending else ""
+        resource = Cond("ResourceReady", FALSE, "NodesPending", f"{len(selected)} of {res.count} nodes ready{extra}")
+
+    observed = {(g, k): o for g, m in children.items() for k, o in (m or {}).items()}
+    have_children = bool(observed)
+    worker_nodes = tuple(selected) if resource_ok else tuple(sorted(previous_nodes))
+    desired: list[Obj] = []
+
+    if ws.tuning is not None:
+        raw_tuning = parent.get("tuning") or {}
+        plan = TuningPlan(namespace=ns, name=name, tuning=raw_tuning, preset=preset.name,
+                          base_model=preset.source or preset.name, match_labels=match_labels,
+                          gpus_per_node=gpus, runtime_image=settings.runtime_image,
+                          default_config=None if raw_tuning.get("config") else
+                          presets.default_training_config(ws.tuning.method))
+        if resource_ok or have_children:
+            desired = tuning.build(plan)
+        job = observed.get((JOB_KEY, f"{ns}/{name}"))
+        conds = [resource, *_tuning_conditions(job, resource)]
+    else:
+        raw_inf = parent.get("inference") or {}
+        options = (ws.inference.preset.preset_options if ws.inference.preset else None)
+        plan = ServingPlan(
+            namespace=ns, name=name, count=res.count, match_labels=match_labels, worker_nodes=worker_nodes,
+            gpus_per_node=gpus, runtime_image=settings.runtime_image,
+            preset=preset.name if preset else None, model=preset.source if preset else None,
+            trust_remote_code=preset.trust_remote_code if preset else False,
+            readiness_timeout_seconds=preset.readiness_timeout_seconds if preset else 600,
+            adapters=tuple(raw_inf.get("adapters") or ()),
+            model_access_secret=options.model_access_secret if options else None,
+            template=raw_inf.get("template") if ws.inference.template is not None else None,
+            load_balancer=(meta.get("annotations") or {}).get(ENABLE_LB) == "True")
+        if resource_ok or have_children:
+            desired = inference.build(plan)
+        infer = _inference_condition(desired, observed, ns, resource)
+        conds = [resource, infer, combined("WorkspaceReady", [resource, infer], "workspaceReady", "workspace is ready")]
+
+    status = {"workerNodes": sorted(selected), "conditions": render(conds, observed_conditions, now, generation)}
+    reply: Obj = {"status": status, "children": desired}
+    if not (all(c.ok for c in conds) or _tuning_finished(conds)):
+        reply["resyncAfterSeconds"] = settings.pending_resync_seconds
+    return reply
+
+
+def _tuning_finished(conds: list[Cond]) -> bool:
+    return any(c.type == "WorkspaceSucceeded" and c.reason != "workspacePending" for c in conds)
+
+
+def _inference_condition(desired: list[Obj], observed: Mapping[tuple[str, str], Obj], ns: str, resource: Cond) -> Cond:
+    deployments = [d for d in desired if d["kind"] == "Deployment"]
+    if not deployments:
+        return Cond("InferenceReady", FALSE, "WaitingForResources", f"waiting for nodes: {resource.message}")
+    ready = wanted = 0
+    for d in deployments:
+        obs = observed.get((DEPLOYMENT_KEY, f"{ns}/{d['metadata']['name']}"))
+        if (failed := _deployment_failure(obs)) is not None:
+            return failed
+        wanted += d["spec"]["replicas"]
+        ready += min(_ready_replicas(obs), d["spec"]["replicas"])
+    if ready >= wanted:
+        return Cond("InferenceReady", TRUE, "WorkspaceInferenceStatusSuccess", "Inference has been deployed successfully")
+    return Cond("InferenceReady", FALSE, "WorkspaceInferenceStatusPending", f"{ready} of {wanted} replicas ready")
+
+
+def _tuning_conditions(job: Optional[Obj], resource: Cond) -> list[Cond]:
+    if job is None:
+        why = Cond("JobStarted", FALSE, "WaitingForResources", f"waiting for nodes: {resource.message}") \
+            if not resource.ok else Cond("JobStarted", FALSE, "JobPending", "creating the tuning job")
+        pending = Cond("WorkspaceSucceeded", FALSE, "workspacePending", "workspace has not completed, the tuning job does not exist yet")
+        return [why, pending, Cond("WorkspaceReady", FALSE, why.reason, why.message)]
+    st = job.get("status") or {}
+    started = Cond("JobStarted", TRUE, "WorkspaceTuningJobStatusStarted", "Tuning job has started")
+    final = {c.get("type"): c for c in st.get("conditions") or [] if c.get("status") == TRUE}
+    if "Complete" in final:
+        done = Cond("WorkspaceSucceeded", TRUE, "workspaceSucceeded", "workspace succeeds")
+    elif "Failed" in final:
+        c = final["Failed"]
+        done = Cond("WorkspaceSucceeded", FALSE, c.get("reason") or "workspaceFailed",
+                    c.get("message") or "the tuning job failed")
+    else:
+        done = Cond("WorkspaceSucceeded", FALSE, "workspacePending",
+                    f"workspace has not completed, tuning job has {int(st.get('active') or 0)} active pod, "
+                    f"{int(st.get('ready') or 0)} ready pod")
+    return [started, done, Cond("WorkspaceReady", done.status, done.reason, done.message)]

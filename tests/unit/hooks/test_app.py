@@ -1,0 +1,55 @@
+"""The Flask layer in-process: routing, status codes, strict v2 reply keys, settings."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hooks.app import app
+from hooks.settings import Settings, SettingsError
+
+V2_KEYS = {"status", "children", "resyncAfterSeconds", "finalized"}
+
+
+@pytest.fixture
+def client():
+    return app.test_client()
+
+
+def test_workspace_endpoints(client, inference_ws):
+    inference_ws["metadata"]["namespace"] = "default"
+    r = client.post("/workspace/customize", json={"controller": {}, "parent": inference_ws})
+    assert r.status_code == 200 and set(r.get_json()) == {"relatedResources"}
+    r = client.post("/workspace/sync", json={"controller": {}, "parent": inference_ws, "children": {}, "related": {}})
+    assert r.status_code == 200 and set(r.get_json()) <= V2_KEYS
+
+
+def test_nodeprovisioner_endpoints(client, inference_ws):
+    parent = {"apiVersion": "kaito.sh/v1alpha1", "kind": "NodeProvisioner", "metadata": {"name": "default"}, "spec": {}}
+    r = client.post("/nodeprovisioner/customize", json={"parent": parent})
+    assert [x["resource"] for x in r.get_json()["relatedResources"]] == ["workspaces", "nodes"]
+    inference_ws["metadata"]["namespace"] = "default"
+    r = client.post("/nodeprovisioner/sync", json={"parent": parent, "related": {
+        "Workspace.kaito.sh/v1alpha1": {"default/x": inference_ws}}})
+    assert r.status_code == 200 and len(r.get_json()["children"]) == 1
+
+
+def test_bad_nodeprovisioner_spec_is_500_not_an_empty_200(client):
+    parent = {"metadata": {"name": "default"}, "spec": {"claimApi": "ec2"}}
+    r = client.post("/nodeprovisioner/sync", json={"parent": parent})
+    assert r.status_code == 500 and "claimApi" in r.get_json()["error"]
+
+
+def test_errors_name_the_problem(client):
+    r = client.post("/workspace/sync", data=b"{", content_type="application/json")
+    assert r.status_code == 400 and "not valid JSON" in r.get_json()["error"]
+    r = client.post("/workspace/sync", data=json.dumps({"parent": {}}), content_type="application/json")
+    assert r.status_code == 422 and "parent.metadata.name" in r.get_json()["error"]
+    assert client.get("/workspace/sync").status_code == 405
+
+
+def test_settings_from_env():
+    s = Settings.from_env({"KAITO_CLAIM_API": "Machine", "KAITO_RUNTIME_IMAGE": "r/x:1"})
+    assert s.claim_api.kind == "Machine" and s.runtime_image == "r/x:1"
+    with pytest.raises(SettingsError, match="accepted: machine, nodeclaim"):
+        Settings.from_env({"KAITO_CLAIM_API": "ec2"})
