@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import presets
+from artifacts.cache import default_cache_dir
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 
@@ -136,10 +137,6 @@ def build_tiny_model(
 def _recipe_key(architecture: str, seed: int, overrides: dict) -> str:
     recipe = json.dumps({"arch": architecture, "seed": seed, **overrides}, sort_keys=True)
     return hashlib.sha256(recipe.encode()).hexdigest()[:12]
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("KAITO_CACHE_DIR") or Path.home() / ".cache" / "kaito")
 
 
 def ensure_tiny_model(cache_dir: str | os.PathLike | None = None, **recipe) -> Path:
