@@ -1,0 +1,308 @@
+"""Serving benchmark: one OpenAI-compatible streaming load generator against three servers, in one run.
+
+  (a) ray      our app on Ray Serve (serving.app:build, embedded local Ray)
+  (b) inproc   the same engine in-process without Ray (uvicorn around the same FastAPI app)
+  (c) baseline KAITO-style: one transformers generate() at a time behind a lock (baseline_server.py)
+
+All three serve the same random Llama (~27M parameters: hidden 512, 8 layers) built with
+serving.tiny, so compute matters on a CPU. Prompts are random token strings from a fixed seed; every
+request streams (stream_options.include_usage) with ignore_eos so output lengths are fixed.
+
+    .venv/bin/python bench/serving/run.py            # full sweep: concurrency 1, 4, 16, 64
+    .venv/bin/python bench/serving/run.py --quick    # smoke test (a few seconds per target)
+    .venv/bin/python bench/serving/run.py --device cuda   # GPU: batch-1 decode MBU and concurrency 64,
+                                                          # phi-3-mini-shaped random model in bf16
+
+Writes bench/results/serving.json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results" / "serving.json"
+MODEL_SHAPE = dict(hidden_size=512, intermediate_size=1408, num_layers=8, num_heads=8, num_kv_heads=8,
+                   context_length=2048)
+
+
+# -- load generator ---------------------------------------------------------------------------------
+
+async def one_request(client, url: str, model: str, prompt: str, max_tokens: int) -> dict:
+    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True,
+            "stream": True, "stream_options": {"include_usage": True}}
+    start = time.perf_counter()
+    first = None
+    tokens = 0
+    async with client.stream("POST", url, json=body) as r:
+        if r.status_code != 200:
+            return {"error": r.status_code}
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            obj = json.loads(line[6:])
+            if obj.get("choices") and obj["choices"][0].get("text") and first is None:
+                first = time.perf_counter()
+            if obj.get("usage"):
+                tokens = obj["usage"]["completion_tokens"]
+    end = time.perf_counter()
+    first = first or end
+    return {"ttft": first - start, "latency": end - start, "tokens": tokens,
+            "tpot": (end - first) / (tokens - 1) if tokens > 1 else 0.0}
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
+
+
+async def sweep_level(base: str, model: str, prompts: list[str], concurrency: int, n: int, max_tokens: int) -> dict:
+    import httpx
+
+    sem = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
+    async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as client:
+        async def run(i):
+            async with sem:
+                return await one_request(client, "/v1/completions", model, prompts[i % len(prompts)], max_tokens)
+
+        start = time.perf_counter()
+        results = await asyncio.gather(*[run(i) for i in range(n)])
+        duration = time.perf_counter() - start
+    ok = [r for r in results if "error" not in r]
+    return {
+        "concurrency": concurrency, "requests": n, "errors": n - len(ok), "duration_s": duration,
+        "output_tokens_per_s": sum(r["tokens"] for r in ok) / duration,
+        "ttft_p50_ms": 1e3 * pct([r["ttft"] for r in ok], 50), "ttft_p99_ms": 1e3 * pct([r["ttft"] for r in ok], 99),
+        "tpot_p50_ms": 1e3 * pct([r["tpot"] for r in ok], 50),
+        "latency_p50_ms": 1e3 * pct([r["latency"] for r in ok], 50),
+        "latency_p99_ms": 1e3 * pct([r["latency"] for r in ok], 99),
+    }
+
+
+# -- targets ----------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(base: str, timeout: float = 300) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{base} did not become healthy")
+
+
+class Subprocess:
+    def __init__(self, cmd: list[str]):
+        self.cmd = cmd
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class RayTarget:
+    def __init__(self, args: dict, port: int):
+        self.args, self.port = args, port
+
+    def __enter__(self):
+        from ray import serve
+
+        from serving import ray_local
+        from serving.app import build
+
+        ray_local.start(port=self.port, num_cpus=os.cpu_count() or 2)
+        serve.run(build(self.args), name="default", route_prefix="/")
+        return self
+
+    def __exit__(self, *exc):
+        from serving import ray_local
+
+        ray_local.stop()
+
+
+def target(name: str, model_dir: Path, port: int, threads: int, max_batch: int):
+    if name == "ray":
+        return RayTarget({"model": str(model_dir), "served_model_name": "bench", "num_threads": threads,
+                          "cpus_per_replica": 1, "max_batch_size": max_batch, "max_queue": 1024}, port)
+    if name == "inproc":
+        return Subprocess([sys.executable, "-m", "serving.inprocess", "--model", str(model_dir), "--served-model-name",
+                           "bench", "--port", str(port), "--num-threads", str(threads),
+                           "--max-batch-size", str(max_batch), "--max-queue", "1024"])
+    return Subprocess([sys.executable, str(ROOT / "bench" / "serving" / "baseline_server.py"), "--model",
+                       str(model_dir), "--port", str(port), "--num-threads", str(threads)])
+
+
+# -- CPU sweep --------------------------------------------------------------------------------------
+
+def make_prompts(model_dir: Path, n: int, input_len: int, seed: int) -> list[str]:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    rng = random.Random(seed)
+    special = set(tok.all_special_ids)
+    vocab = [i for i in range(len(tok)) if i not in special]
+    return [tok.decode([rng.choice(vocab) for _ in range(input_len)]) for _ in range(n)]
+
+
+def cpu_sweep(a) -> dict:
+    from serving.tiny import build_tiny_model
+
+    work = Path(tempfile.mkdtemp(prefix="kaito-bench-"))
+    model_dir = build_tiny_model(work / "model", architecture="llama", seed=0, **MODEL_SHAPE)
+    n_params = sum(1 for _ in ())  # filled below
+    from transformers import AutoConfig
+    cfg = AutoConfig.from_pretrained(model_dir)
+    h, L, v, i = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size, cfg.intermediate_size
+    n_params = L * (4 * h * h + 3 * h * i) + 2 * v * h
+    prompts = make_prompts(model_dir, 64, a.input_len, a.seed)
+    results: dict = {"model": {"architecture": "llama", **MODEL_SHAPE, "parameters": n_params},
+                     "input_len": a.input_len, "output_len": a.output_len, "threads": a.threads, "targets": {}}
+    for name in a.targets:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        print(f"== {name}", flush=True)
+        with target(name, model_dir, port, a.threads, max(a.concurrency)):
+            wait_healthy(base)
+            asyncio.run(sweep_level(base, "bench", prompts, 2, 2, 4))  # warm-up
+            rows = []
+            for c in a.concurrency:
+                n = max(a.min_requests, c * a.requests_per_slot)
+                row = asyncio.run(sweep_level(base, "bench", prompts, c, n, a.output_len))
+                print(f"   c={c:<3} {row['output_tokens_per_s']:8.1f} tok/s  ttft p50 {row['ttft_p50_ms']:7.1f} ms  "
+                      f"tpot p50 {row['tpot_p50_ms']:6.1f} ms  p50 {row['latency_p50_ms']:8.1f} ms  "
+                      f"p99 {row['latency_p99_ms']:8.1f} ms  errors {row['errors']}", flush=True)
+                rows.append(row)
+        results["targets"][name] = rows
+    return results
+
+
+def print_table(res: dict) -> None:
+    t = res["targets"]
+    names = list(t)
+    print("\nconcurrency | " + " | ".join(f"{n} tok/s" for n in names) + " | ray/baseline | ray/inproc")
+    for k, row in enumerate(next(iter(t.values()))):
+        c = row["concurrency"]
+        vals = {n: t[n][k]["output_tokens_per_s"] for n in names}
+        r1 = vals["ray"] / vals["baseline"] if "ray" in vals and "baseline" in vals else float("nan")
+        r2 = vals["ray"] / vals["inproc"] if "ray" in vals and "inproc" in vals else float("nan")
+        print(f"{c:>11} | " + " | ".join(f"{vals[n]:>8.1f}" for n in names) + f" | {r1:>11.2f}x | {r2:>9.2f}")
+    if "ray" in t and "inproc" in t:
+        d = t["ray"][0]["latency_p50_ms"] - t["inproc"][0]["latency_p50_ms"]
+        print(f"Ray Serve p50 overhead at concurrency {t['ray'][0]['concurrency']}: {d:+.1f} ms")
+
+
+# -- GPU path ---------------------------------------------------------------------------------------
+
+PEAK_GBPS = {"H200": 4800, "H100": 3350, "A100": 2039, "L40S": 864, "A10": 600, "L4": 300, "T4": 320}
+
+
+def gpu_bench(a) -> dict:
+    """Engine-level (no HTTP): batch-1 decode tokens/s and MBU, then 64 concurrent sequences."""
+    import torch
+    from transformers import AutoTokenizer, Phi3Config, Phi3ForCausalLM
+
+    from serving.engine import Engine
+    from serving.loading import LoadedModel
+    from serving.scheduler import SamplingParams
+    from serving.tiny import build_tiny_model
+
+    name = torch.cuda.get_device_name()
+    peak = a.peak_gbps or next((v for k, v in PEAK_GBPS.items() if k in name), None)
+    cfg = Phi3Config(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
+                     num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
+                     dtype="bfloat16")
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = Phi3ForCausalLM(cfg).to(torch.bfloat16).eval()
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    tok = AutoTokenizer.from_pretrained(build_tiny_model(Path(tempfile.mkdtemp()) / "t"))
+    loaded = LoadedModel(model=model, tokenizer=tok, context_length=4096, chat_template="", device="cuda")
+    engine = Engine.from_loaded(loaded, max_running=64, max_queue=256)
+    prompt = [5] * a.input_len
+
+    async def run(n: int, max_tokens: int) -> float:
+        p = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
+
+        async def one():
+            async for _ in await engine.generate(prompt, p):
+                pass
+        t = time.perf_counter()
+        await asyncio.gather(*[one() for _ in range(n)])
+        torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    asyncio.run(run(1, 8))
+    t_prefill = asyncio.run(run(1, 1))
+    t1 = asyncio.run(run(1, a.gpu_tokens))
+    decode_tps = (a.gpu_tokens - 1) / (t1 - t_prefill)
+    t64 = asyncio.run(run(64, a.gpu_tokens))
+    engine.shutdown()
+    out = {"device": name, "model": "phi-3-mini shape, random, bf16", "weight_bytes": weight_bytes,
+           "batch1_decode_tokens_per_s": decode_tps, "concurrency64_tokens_per_s": 64 * a.gpu_tokens / t64,
+           "peak_gbps": peak,
+           "mbu": (decode_tps * weight_bytes / (peak * 1e9)) if peak else None}
+    print(json.dumps(out, indent=2))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke test: concurrency 1 and 4, short outputs")
+    p.add_argument("--targets", nargs="+", default=["ray", "inproc", "baseline"], choices=["ray", "inproc", "baseline"])
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    p.add_argument("--input-len", type=int, default=32)
+    p.add_argument("--output-len", type=int, default=128)
+    p.add_argument("--requests-per-slot", type=int, default=1, help="requests per level = concurrency x this")
+    p.add_argument("--min-requests", type=int, default=8)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per server (1: the 2-core CI machines are shared)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--gpu-tokens", type=int, default=256)
+    p.add_argument("--peak-gbps", type=float, default=None, help="GPU memory bandwidth, GB/s (default: by name)")
+    a = p.parse_args()
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if a.quick:
+        a.concurrency, a.output_len, a.input_len, a.min_requests = [1, 4], 16, 32, 4
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    if a.device == "cuda":
+        res = {"gpu": gpu_bench(a)}
+    else:
+        res = cpu_sweep(a)
+        print_table(res)
+    res["command"] = " ".join(["bench/serving/run.py", *sys.argv[1:]])
+    RESULTS.write_text(json.dumps(res, indent=2))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Model serving: continuous-batching engine, KAITO /chat + OpenAI API on Ray Serve, and `kaito up`.
+
+Public surface (import the submodules; this package imports nothing heavy):
+- `serving.app:build(args)`: the Ray Serve application builder (contract §1 arguments)
+- `serving.engine.Engine`, `serving.scheduler.Scheduler`/`SamplingParams`: the engine and its IO-free core
+- `serving.cli.main`: `kaito up`; `serving.cluster`: pod entrypoints (head / worker)
+- `serving.tiny`: small random models for laptops, tests and benchmarks
+Errors: `serving.errors.ServingError` and subclasses.
+"""

@@ -1,0 +1,95 @@
+"""Pod entrypoints for a cluster (contract §2).
+
+    python -m serving.cluster head --config /mnt/config/serve_config.yaml
+    python -m serving.cluster worker --address <ws>:6379
+
+The head starts the Ray head on a fixed port (6379; workers join it through the `<ws>` Service only
+when count > 1), deploys every application in the mounted Serve config, and stays in the
+foreground; it exits non-zero if the deployment fails, so Kubernetes restarts the pod. Workers run
+`ray start --block` against the head. The dashboard is off and nothing but Serve's HTTP port is meant
+for the public Service.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import yaml
+
+log = logging.getLogger("serving.cluster")
+RAY_PORT = 6379
+
+
+def load_config(path: str) -> dict:
+    with open(path) as f:
+        cfg = yaml.safe_load(f) or {}
+    if not isinstance(cfg, dict) or not cfg.get("applications"):
+        raise SystemExit(f"{path}: a Serve config with at least one entry under 'applications' is required")
+    return cfg
+
+
+def ray_start_cmd(*, head: bool, address: str | None = None, block: bool = False) -> list[str]:
+    cmd = ["ray", "start", "--disable-usage-stats"]
+    if head:
+        cmd += ["--head", f"--port={RAY_PORT}", "--include-dashboard=false"]
+    else:
+        cmd += [f"--address={address}"]
+    if block:
+        cmd.append("--block")
+    return cmd
+
+
+def build_application(app_cfg: dict):
+    module, _, attr = app_cfg["import_path"].partition(":")
+    builder = getattr(importlib.import_module(module), attr)
+    return builder(app_cfg.get("args") or {})
+
+
+def head(config: str) -> int:
+    from ray import serve
+    import ray
+
+    cfg = load_config(config)
+    subprocess.run(ray_start_cmd(head=True), check=True)
+    ray.init(address="auto")
+    http = cfg.get("http_options") or {}
+    serve.start(proxy_location=cfg.get("proxy_location", "EveryNode"),
+                http_options={"host": http.get("host", "0.0.0.0"), "port": http.get("port", 8000)})
+    for app_cfg in cfg["applications"]:
+        serve.run(build_application(app_cfg), name=app_cfg.get("name", "default"),
+                  route_prefix=app_cfg.get("route_prefix", "/"), blocking=False)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    serve.shutdown()
+    ray.shutdown()
+    subprocess.run(["ray", "stop"], check=False)
+    return 0
+
+
+def worker(address: str) -> int:
+    os.execvp("ray", ray_start_cmd(head=False, address=address, block=True))
+    return 1  # pragma: no cover - exec does not return
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m serving.cluster")
+    sub = p.add_subparsers(dest="role", required=True)
+    h = sub.add_parser("head", help="start the Ray head and deploy the Serve config")
+    h.add_argument("--config", required=True)
+    w = sub.add_parser("worker", help="join a Ray head")
+    w.add_argument("--address", required=True, help="HOST:PORT of the head")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    return head(a.config) if a.role == "head" else worker(a.address)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""The generation engine: a scheduler and a batch runner stepped by one background thread.
+
+Callers (HTTP handlers on an asyncio loop) submit requests with `generate()`, which admits them
+synchronously (so overload is a 429 before any stream starts) and then yields `Delta`s as the
+engine thread produces tokens. Leaving the async iterator early (client disconnect) cancels the
+request; its sequences leave the batch on the next step.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
+
+from .errors import ContextLengthExceeded
+from .scheduler import SamplingParams, Scheduler, Sequence, Step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Delta:
+    index: int  # choice index
+    text: str
+    finish_reason: str | None = None
+    completion_tokens: int = 0
+
+
+@dataclass
+class EngineStats:
+    running: int
+    queued: int
+
+
+class Engine:
+    def __init__(self, *, step: Callable[[Step], dict[int, int]], release: Callable[[list[int]], None],
+                 decode: Callable, eos_token_ids, context_length: int, max_running: int = 16,
+                 max_queue: int = 64, on_step: Callable[[EngineStats], None] | None = None,
+                 decode_batch: Callable | None = None):
+        self._step, self._release = step, release
+        self.context_length = context_length
+        self.scheduler = Scheduler(max_running=max_running, max_queue=max_queue,
+                                   context_length=context_length, eos_token_ids=eos_token_ids, decode=decode,
+                                   decode_batch=decode_batch)
+        self._lock = threading.Condition()
+        self._sinks: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
+        self._pending: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue, Delta, Sequence]] = []
+        self._stop = False
+        self._on_step = on_step
+        self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_loaded(cls, loaded, **kw) -> "Engine":
+        """Build an engine over a `loading.LoadedModel` with the torch batch runner."""
+        from .runner import BatchRunner
+
+        tok = loaded.tokenizer
+        runner = BatchRunner(loaded.model, pad_token_id=tok.pad_token_id, device=loaded.device,
+                             adapter_names=loaded.peft_adapter_map())
+        eos = _eos_ids(loaded)
+        engine = cls(step=runner.step, release=runner.release, eos_token_ids=eos,
+                     decode=lambda ids: tok.decode(ids, skip_special_tokens=True,
+                                                   clean_up_tokenization_spaces=False),
+                     decode_batch=lambda windows: tok.batch_decode(windows, skip_special_tokens=True,
+                                                                   clean_up_tokenization_spaces=False),
+                     context_length=loaded.context_length, **kw)
+        engine.runner = runner
+        return engine
+
+    # -- caller side (any thread / event loop) ---------------------------------------------------
+    def stats(self) -> EngineStats:
+        return EngineStats(running=len(self.scheduler.running), queued=len(self.scheduler.waiting))
+
+    def check_length(self, n_prompt: int, max_tokens: int | None, param: str) -> int:
+        """The effective max_tokens, or a 400 when the prompt (plus max_tokens) cannot fit."""
+        if n_prompt >= self.context_length:
+            raise ContextLengthExceeded(
+                f"prompt is {n_prompt} tokens; this model's context is {self.context_length} tokens", param=param)
+        room = self.context_length - n_prompt
+        if max_tokens is None:
+            return room
+        if max_tokens > room:
+            raise ContextLengthExceeded(
+                f"prompt ({n_prompt} tokens) + max_tokens ({max_tokens}) exceeds this model's context of "
+                f"{self.context_length} tokens", param="max_tokens")
+        return max_tokens
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams, *, n: int = 1,
+                       adapter: str | None = None, batched: bool = False,
+                       interval_s: float = 0.0) -> AsyncIterator:
+        """Admit now (raises Overloaded), then stream deltas until every choice finished.
+
+        batched=True yields lists: every delta already waiting at once, so a reader that falls
+        behind (e.g. across Ray Serve's replica-to-proxy hop) makes fewer, larger writes; with
+        interval_s > 0 a batch is also held until interval_s after the previous one (the first
+        delta and the last are never held), like Ray Serve LLM's stream_batching_interval_ms.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        rid = uuid.uuid4().hex
+        seqs = [Sequence(prompt_ids=list(prompt_ids), params=params, adapter=adapter, request_id=rid, index=i)
+                for i in range(n)]
+        with self._lock:
+            self.scheduler.add(seqs)
+            self._sinks[rid] = (loop, queue)
+            self._lock.notify()
+        batches = self._batches(queue, rid, n, interval_s)
+        return batches if batched else _flatten(batches)
+
+    async def _batches(self, queue: asyncio.Queue, rid: str, n: int,
+                       interval_s: float = 0.0) -> AsyncIterator[list[Delta]]:
+        loop = asyncio.get_running_loop()
+        left, last = n, float("-inf")
+        try:
+            while left:
+                batch = [await queue.get()]
+                left -= batch[0].finish_reason is not None
+                while left and (wait := last + interval_s - loop.time()) > 0:
+                    try:
+                        d = await asyncio.wait_for(queue.get(), wait)
+                    except asyncio.TimeoutError:
+                        break
+                    batch.append(d)
+                    left -= d.finish_reason is not None
+                while not queue.empty():
+                    d = queue.get_nowait()
+                    batch.append(d)
+                    left -= d.finish_reason is not None
+                last = loop.time()
+                yield batch
+        finally:
+            if left:  # the reader left early (client disconnect): free the batch slots now
+                self.cancel(rid)
+
+    def cancel(self, rid: str) -> None:
+        with self._lock:
+            self.scheduler.cancel(rid)
+            self._lock.notify()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._stop = True
+            self._lock.notify()
+        self._thread.join(timeout=10)
+
+    # -- engine thread ---------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while self.scheduler.idle and not self._stop:
+                    self._lock.wait()
+                if self._stop:
+                    return
+                gone = self.scheduler.drop_cancelled()
+                step = self.scheduler.schedule()
+            try:
+                if gone:
+                    self._release([s.id for s in gone])
+                    self._forget(gone)
+                if not step.joining and not step.running:
+                    continue
+                tokens = self._step(step)
+                with self._lock:
+                    done = self.scheduler.on_tokens(tokens)
+                    seqs = step.running + step.joining
+                for s in seqs:
+                    if not s.finished:
+                        self._emit(s, False)
+                if done:
+                    self._release([s.id for s in done])
+                    self._finish(done)
+                self._flush()
+            except Exception:  # noqa: BLE001 - a failed step must not wedge the server
+                log.exception("engine step failed; failing the sequences in this batch")
+                with self._lock:
+                    bad = [s for s in step.running + step.joining if not s.finished]
+                    for s in bad:
+                        s.finish_reason = "error"
+                    self.scheduler.running = [s for s in self.scheduler.running if not s.finished]
+                self._release([s.id for s in bad])
+                self._finish(bad)
+                self._flush()
+            if self._on_step:
+                self._on_step(self.stats())
+
+    def _emit(self, s: Sequence, finished: bool) -> None:
+        sink = self._sinks.get(s.request_id)
+        text = s.take_new_text()
+        if sink and (text or finished):
+            delta = Delta(s.index, text, s.finish_reason if finished else None, len(s.output_ids))
+            self._pending.append((*sink, delta, s))
+
+    def _flush(self) -> None:
+        """Deliver this step's deltas: one thread-safe wake-up per event loop, not one per token."""
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for loop, queue, delta, seq in self._pending:
+            by_loop.setdefault(loop, []).append((queue, delta, seq))
+        self._pending = []
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # that event loop is gone: nobody will read these streams
+                for _, _, seq in items:
+                    seq.cancelled = True
+
+    def _finish(self, seqs: list[Sequence]) -> None:
+        for s in seqs:
+            self._emit(s, True)
+        self._forget(seqs)
+
+    def _forget(self, seqs: list[Sequence]) -> None:
+        with self._lock:
+            live = {s.request_id for s in self.scheduler.running} | {s.request_id for s in self.scheduler.waiting}
+            for s in seqs:
+                if s.request_id not in live:
+                    self._sinks.pop(s.request_id, None)
+
+
+async def _flatten(batches) -> AsyncIterator[Delta]:
+    try:
+        async for batch in batches:
+            for d in batch:
+                yield d
+    finally:
+        await batches.aclose()
+
+
+def _deliver(items) -> None:
+    for queue, delta, _ in items:
+        queue.put_nowait(delta)
+
+
+def _eos_ids(loaded) -> list[int]:
+    ids = set()
+    for src in (getattr(loaded.model, "generation_config", None), getattr(loaded.model, "config", None)):
+        e = getattr(src, "eos_token_id", None)
+        if e is not None:
+            ids.update(e if isinstance(e, (list, tuple)) else [e])
+    if loaded.tokenizer.eos_token_id is not None:
+        ids.add(loaded.tokenizer.eos_token_id)
+    return sorted(ids)

@@ -1,0 +1,71 @@
+"""A KV cache layer that grows by doubling instead of re-concatenating the whole cache every step.
+
+transformers' DynamicLayer appends with torch.cat, which copies every cached key and value on each
+decode step: O(batch x length) bytes per token, which dominates at large batches. This layer keeps
+spare capacity along the sequence axis and writes new keys in place; `keys`/`values` are views of
+the filled part, so the runner's join/leave code (which assigns whole tensors) keeps working.
+"""
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+
+class GrowableLayer(DynamicLayer):
+    def __init__(self, **kwargs):
+        self._k: torch.Tensor | None = None
+        self._v: torch.Tensor | None = None
+        self._len = 0
+        super().__init__(**kwargs)
+
+    # keys/values: views of the filled part; assigning replaces the buffers (capacity = content)
+    @property
+    def keys(self):
+        return None if self._k is None else self._k[:, :, :self._len]
+
+    @keys.setter
+    def keys(self, t):
+        self._k = t
+        self._len = 0 if t is None or t.dim() < 3 else t.shape[-2]
+
+    @property
+    def values(self):
+        return None if self._v is None else self._v[:, :, :self._len]
+
+    @values.setter
+    def values(self, t):
+        self._v = t
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized or self._k is None or self._k.dim() < 4:
+            self.lazy_initialization(key_states, value_states)
+            self._k, self._v, self._len = key_states, value_states, key_states.shape[-2]
+            self.is_initialized = True
+            return self.keys, self.values
+        n = key_states.shape[-2]
+        if self._len + n > self._k.shape[-2]:
+            cap = max(2 * (self._len + n), 64)
+            self._k = _with_capacity(self._k, self._len, cap)
+            self._v = _with_capacity(self._v, self._len, cap)
+        self._k[:, :, self._len:self._len + n] = key_states
+        self._v[:, :, self._len:self._len + n] = value_states
+        self._len += n
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self._len if self.is_initialized else 0
+
+
+def _with_capacity(t: torch.Tensor, filled: int, cap: int) -> torch.Tensor:
+    shape = list(t.shape)
+    shape[-2] = cap
+    out = t.new_empty(shape)
+    out[:, :, :filled] = t[:, :, :filled]
+    return out
+
+
+def growable_cache() -> DynamicCache:
+    cache = DynamicCache()
+    cache.layer_class_to_replicate = GrowableLayer
+    return cache

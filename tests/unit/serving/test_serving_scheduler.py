@@ -1,0 +1,92 @@
+"""The IO-free scheduler core, driven with a fake step function (no torch, no threads)."""
+import pytest
+
+from serving.errors import Overloaded
+from serving.scheduler import SamplingParams, Scheduler, Sequence
+
+EOS = 0
+
+
+def decode(ids):  # token t -> the character chr(96 + t): 1 -> 'a', 2 -> 'b', ...
+    return "".join(chr(96 + t) for t in ids)
+
+
+def make(max_running=2, max_queue=2, context=50):
+    return Scheduler(max_running=max_running, max_queue=max_queue, context_length=context,
+                     eos_token_ids=[EOS], decode=decode)
+
+
+def seq(prompt_len=3, **params):
+    params.setdefault("max_tokens", 5)
+    return Sequence(prompt_ids=[1] * prompt_len, params=SamplingParams(**params), request_id=str(id(params)))
+
+
+def test_waiting_sequences_join_at_the_next_step_and_finished_ones_leave_at_once():
+    s = make(max_running=2, max_queue=4)
+    a, b, c = seq(max_tokens=1), seq(max_tokens=3), seq()
+    s.add([a]); s.add([b]); s.add([c])
+    step = s.schedule()
+    assert step.joining == [a, b] and step.running == [] and list(s.waiting) == [c]
+    done = s.on_tokens({a.id: 1, b.id: 1})
+    assert done == [a] and a.finish_reason == "length" and s.running == [b]
+    step = s.schedule()  # c takes a's slot on the very next step
+    assert step.joining == [c] and step.running == [b]
+
+
+def test_queue_bound_refuses_whole_request_with_retry_after():
+    s = make(max_running=1, max_queue=1)
+    s.add([seq()])
+    s.schedule()
+    s.add([seq()])
+    with pytest.raises(Overloaded) as e:
+        s.add([seq()])
+    assert e.value.status == 429 and e.value.headers()["Retry-After"] == "1"
+    with pytest.raises(Overloaded):  # n=2 while one slot is left: refused atomically
+        make(max_running=1, max_queue=0).add([seq(), seq()])
+
+
+def test_eos_stops_without_emitting_the_token_unless_ignored():
+    s = make()
+    a, b = seq(), seq(ignore_eos=True)
+    s.add([a, b]); s.schedule()
+    s.on_tokens({a.id: EOS, b.id: EOS})
+    assert a.finish_reason == "stop" and a.output_ids == []
+    assert b.finish_reason is None and b.output_ids == [EOS]
+
+
+def test_stop_string_cuts_text_and_is_never_streamed():
+    s = make()
+    a = seq(max_tokens=20, stop=("cd",))
+    s.add([a]); s.schedule()
+    seen = ""
+    for t in (1, 2, 3, 4, 5):  # a b c d e
+        s.on_tokens({a.id: t})
+        seen += a.take_new_text()
+        if a.finished:
+            break
+    assert a.finish_reason == "stop" and a.text == "ab" and seen == "ab"
+
+
+def test_context_length_bounds_generation():
+    s = make(context=6)
+    a = seq(prompt_len=4, max_tokens=100)
+    s.add([a]); s.schedule()
+    s.on_tokens({a.id: 1})
+    assert not a.finished
+    s.on_tokens({a.id: 1})
+    assert a.finish_reason == "length" and len(a.output_ids) == 2
+
+
+def test_cancel_removes_waiting_and_running_sequences():
+    s = make(max_running=1, max_queue=2)
+    a, b = seq(), seq()
+    a.request_id, b.request_id = "ra", "rb"
+    s.add([a, b]); s.schedule()
+    s.cancel("ra"); s.cancel("rb")
+    gone = s.drop_cancelled()
+    assert set(gone) == {a, b} and s.idle and a.finish_reason == "cancelled"
+
+
+def test_invalid_bounds_are_refused():
+    with pytest.raises(ValueError, match="max_running"):
+        make(max_running=0)
