@@ -14,7 +14,7 @@ import pytest
 
 from hooks.lifecycle import make_world
 from hooks.settings import CLAIM_APIS, Settings
-from hooks_harness import validate_emitted
+from tests.integration.hooks.hooks_harness import validate_emitted
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -11,7 +11,7 @@ import yaml
 
 from hooks.lifecycle import controllers
 from hooks.settings import CLAIM_APIS
-from hooks_harness import EXAMPLES, ROOT, crd_schemas
+from tests.integration.hooks.hooks_harness import EXAMPLES, ROOT, crd_schemas
 
 KUBECTL = shutil.which("kubectl")
 

@@ -12,7 +12,7 @@ import yaml
 from metacontroller.api import build_object_map
 from metacontroller.standins import UNAVAILABLE, add_node
 
-from hooks_harness import (EXAMPLES, WS_API, children, claims, cond_status, conditions, load_example, validate_strict,
+from tests.integration.hooks.hooks_harness import (EXAMPLES, WS_API, children, claims, cond_status, conditions, load_example, validate_strict,
                        workspace)
 
 CLAIM_API = "nodeclaim"

@@ -1,7 +1,7 @@
 """The same hooks with KAITO_CLAIM_API=machine: karpenter.sh/v1alpha5 Machines instead of NodeClaims."""
 from __future__ import annotations
 
-from hooks_harness import WS_API, children, claims, cond_status, conditions, load_example, workspace
+from tests.integration.hooks.hooks_harness import WS_API, children, claims, cond_status, conditions, load_example, workspace
 from metacontroller.standins import UNAVAILABLE
 
 CLAIM_API = "machine"

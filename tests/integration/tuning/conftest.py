@@ -43,7 +43,7 @@ def write_config(path: Path, method: str, **training) -> Path:
 
 @pytest.fixture(scope="session")
 def tuning_config():
-    """write_config as a fixture (test modules here cannot import conftest)."""
+    """write_config as a fixture."""
     return write_config
 
 

@@ -24,7 +24,7 @@ def _command(config, tiny_model, data, out):
 
 
 def test_killed_run_resumes_from_its_checkpoint(tiny_model, tuning_config, tmp_path):
-    from conftest import chat_rows  # noqa: E402  (the test directory is on sys.path)
+    from tests.integration.tuning.conftest import chat_rows
 
     data = tmp_path / "data"
     data.mkdir()
