@@ -9,7 +9,7 @@ import presets
 from tuning.config import load_training_config, parse_training_config
 from tuning.errors import ConfigError
 
-SEED = Path("/work/shared/seeds/workspace_phi_3_tuning.yaml")
+SEED = Path(__file__).parents[3] / "examples" / "tuning" / "kaito_workspace_tuning_phi_3.yaml"
 
 
 @pytest.mark.parametrize("method", ["lora", "qlora"])
@@ -23,8 +23,7 @@ def test_kaito_default_templates_are_accepted(method):
 
 def test_seed_tuning_workspace_config_is_accepted(tmp_path):
     """The seed example has no tuning.config, so the hook mounts the default template for its method."""
-    example = Path(__file__).parents[3] / "examples" / SEED.name
-    workspace = yaml.safe_load((example if example.is_file() else SEED).read_text())
+    workspace = yaml.safe_load(SEED.read_text())
     method = workspace["tuning"]["method"]
     path = tmp_path / "training_config.yaml"
     path.write_text(yaml.safe_dump(presets.default_training_config(method)))
