@@ -1,0 +1,54 @@
+"""Serving starts from an oci:// model and oci:// adapters, as `kaito up` and the pods do.
+
+A real docker-registry on 127.0.0.1: the tiny model and a LoRA adapter are pushed with the
+delivery library, then loaded through the serving paths that take sources (not local paths).
+"""
+from __future__ import annotations
+
+import torch
+import yaml
+
+import artifacts
+from serving.cli import workspace_args
+from serving.loading import AdapterSpec, load_model
+from serving.testing import build_adapter
+from serving.tiny import build_tiny_model
+from tests.support.registry import registry_fixture
+
+registry = registry_fixture()
+
+
+def _greedy(loaded, adapter=None) -> list[int]:
+    model, tok = loaded.model, loaded.tokenizer
+    ids = tok("Kubernetes schedules pods", return_tensors="pt")
+    kwargs = {"adapter_names": [adapter]} if adapter else {}
+    with torch.inference_mode():
+        out = model.generate(**ids, max_new_tokens=8, do_sample=False, **kwargs)
+    return out[0, ids["input_ids"].shape[1]:].tolist()
+
+
+def test_model_and_adapter_from_oci(registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("KAITO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("KAITO_INSECURE_REGISTRIES", registry.host)
+    base = build_tiny_model(tmp_path / "base", architecture="llama")
+    adapter = build_adapter(base, tmp_path / "adapter")
+    artifacts.push(base, registry.ref("models/tiny", "1"), artifact_type=artifacts.MODEL_ARTIFACT_TYPE)
+    artifacts.push(adapter, registry.ref("adapters/sql", "1"))
+
+    from_oci = load_model(registry.ref("models/tiny", "1"))
+    local = load_model(str(base))
+    assert _greedy(from_oci) == _greedy(local)
+
+    # A Workspace whose adapter is an image reference (bare, as KAITO writes it): kaito up pulls it.
+    ws = tmp_path / "ws.yaml"
+    ws.write_text(yaml.safe_dump({
+        "apiVersion": "kaito.sh/v1alpha1", "kind": "Workspace", "metadata": {"name": "w"},
+        "resource": {"instanceType": "Standard_NC6s_v3", "labelSelector": {"matchLabels": {"a": "b"}}},
+        "inference": {"preset": {"name": "tiny"}, "adapters": [
+            {"source": {"name": "sql", "image": f"{registry.host}/adapters/sql:1"}, "strength": "0.5"}]},
+    }))
+    args = workspace_args(str(ws))
+    [spec] = args["adapters"]
+    assert (spec["name"], spec["strength"]) == ("sql", 0.5)
+    with_adapter = load_model(registry.ref("models/tiny", "1"), adapters=[AdapterSpec("sql", spec["path"], 0.5)])
+    assert _greedy(with_adapter, "sql") != _greedy(from_oci)
