@@ -17,7 +17,7 @@ import yaml
 
 import presets
 from hooks import rules
-from hooks.api import Workspace
+from hooks.api import ResourceSpec, Workspace
 from hooks.urls import is_http_url, is_internal_url
 
 TRAINING_SECTIONS = ("ModelConfig", "QuantizationConfig", "LoraConfig", "TrainingArguments", "DatasetConfig", "DataCollator")
@@ -187,7 +187,7 @@ def _check_update(new: dict, old: dict, errors: list[FieldError]) -> None:
         if (new.get(section) is None) != (old.get(section) is None):
             _fail(errors, section, rule_id)
     new_res, old_res = new.get("resource") or {}, old.get("resource") or {}
-    defaults = {"count": 1, "instanceType": Workspace.model_fields["resource"].annotation.model_fields["instance_type"].default}
+    defaults = {"count": ResourceSpec.model_fields["count"].default, "instanceType": ResourceSpec.model_fields["instance_type"].default}
     for key, rule_id in (("count", "count-immutable"), ("instanceType", "instance-type-immutable"), ("labelSelector", "label-selector-immutable")):
         if new_res.get(key, defaults.get(key)) != old_res.get(key, defaults.get(key)):
             _fail(errors, f"resource.{key}", rule_id)
