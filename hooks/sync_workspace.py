@@ -162,11 +162,12 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
         plan = ServingPlan(
             namespace=ns, name=name, count=res.count, match_labels=match_labels, worker_nodes=worker_nodes,
             gpus_per_node=gpus, runtime_image=settings.runtime_image,
-            preset=preset.name if preset else None, model=preset.source if preset else None,
+            preset=preset.name if preset else None, model=_model_source(ws.inference.preset, preset),
             trust_remote_code=preset.trust_remote_code if preset else False,
             readiness_timeout_seconds=preset.readiness_timeout_seconds if preset else 600,
             adapters=tuple(raw_inf.get("adapters") or ()),
             model_access_secret=options.model_access_secret if options else None,
+            model_pull_secret=_model_pull_secret(ws.inference.preset),
             template=raw_inf.get("template") if ws.inference.template is not None else None,
             load_balancer=(meta.get("annotations") or {}).get(ENABLE_LB) == "True")
         if resource_ok or have_children:
@@ -179,6 +180,20 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
     if not (all(c.ok for c in conds) or _tuning_finished(conds)):
         reply["resyncAfterSeconds"] = settings.pending_resync_seconds
     return reply
+
+
+def _model_source(spec, preset: Optional[presets.Preset]) -> Optional[str]:
+    """Private access mode (KAITO): the weights come from presetOptions.image, not the public source."""
+    if spec is not None and spec.access_mode == "private" and spec.preset_options and spec.preset_options.image:
+        return spec.preset_options.image
+    return preset.source if preset else None
+
+
+def _model_pull_secret(spec) -> Optional[str]:
+    if spec is None or spec.access_mode != "private" or not spec.preset_options:
+        return None
+    secrets = spec.preset_options.image_pull_secrets or []
+    return secrets[0] if secrets else None
 
 
 def _tuning_finished(conds: list[Cond]) -> bool:

@@ -21,6 +21,8 @@ _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 SERVE_PORT = 8000
 RAY_PORT = 6379
 ADAPTER_ROOT = "/mnt/adapter"
+ADAPTER_VOLUME_ROOT = "/mnt/adapter-volumes"
+MODEL_PULL_SECRET_DIR = "/mnt/model-pull-secret"
 CONFIG_KEY = "serve_config.yaml"
 PROBE_PERIOD = 10
 
@@ -41,6 +43,7 @@ class ServingPlan:
     readiness_timeout_seconds: int = 1800
     adapters: tuple[Obj, ...] = ()      # raw AdapterSpec dicts
     model_access_secret: Optional[str] = None
+    model_pull_secret: Optional[str] = None  # private access mode: credentials for the weights image
     template: Optional[Obj] = None      # inference.template (PodTemplateSpec) instead of a preset
     load_balancer: bool = False         # KAITO's annotation kaito.sh/enablelb: "True"
 
@@ -54,10 +57,21 @@ def adapter_strength(adapter: Obj) -> float:
     return 1.0 if raw in (None, "") else float(raw)
 
 
+def _from_volume(adapter: Obj) -> bool:
+    source = adapter.get("source") or {}
+    return not source.get("image") and bool(source.get("volumeSource"))
+
+
+def adapter_path(adapter: Obj, index: int) -> str:
+    """Where serving finds the adapter: pulled into the shared volume, or the user's volume mounted."""
+    root = ADAPTER_VOLUME_ROOT if _from_volume(adapter) else ADAPTER_ROOT
+    return f"{root}/{adapter_name(adapter, index)}"
+
+
 def serve_config(plan: ServingPlan) -> Obj:
     args: Obj = {"preset": plan.preset, "model": plan.model, "served_model_name": plan.preset}
     args = {k: v for k, v in args.items() if v is not None}
-    args["adapters"] = [{"name": adapter_name(a, i), "path": f"{ADAPTER_ROOT}/{adapter_name(a, i)}",
+    args["adapters"] = [{"name": adapter_name(a, i), "path": adapter_path(a, i),
                          "strength": adapter_strength(a)} for i, a in enumerate(plan.adapters)]
     args["num_replicas"] = plan.count
     args["gpus_per_replica"] = plan.gpus_per_node
@@ -80,12 +94,17 @@ def config_map(plan: ServingPlan) -> Obj:
             "data": {CONFIG_KEY: text}}
 
 
-def _adapter_parts(plan: ServingPlan) -> tuple[list[Obj], list[Obj]]:
-    """(init containers, extra volumes) fetching each adapter image into the shared volume."""
-    inits, volumes = [], []
+def _adapter_parts(plan: ServingPlan) -> tuple[list[Obj], list[Obj], list[Obj]]:
+    """(init containers, volumes, main-container mounts): adapter images are pulled by one init
+    container each into a shared volume; adapters on a user's volume are mounted read-only."""
+    inits, volumes, mounts_main = [], [], []
     for i, adapter in enumerate(plan.adapters):
         src = adapter.get("source") or {}
         name = adapter_name(adapter, i)
+        if _from_volume(adapter):
+            volumes.append({"name": f"adapter-volume-{i}", **src["volumeSource"]})
+            mounts_main.append({"name": f"adapter-volume-{i}", "mountPath": adapter_path(adapter, i), "readOnly": True})
+            continue
         mounts = [{"name": "adapters", "mountPath": ADAPTER_ROOT}]
         env = []
         secrets = src.get("imagePullSecrets") or []
@@ -100,9 +119,10 @@ def _adapter_parts(plan: ServingPlan) -> tuple[list[Obj], list[Obj]]:
         if env:
             container["env"] = env
         inits.append(container)
-    if plan.adapters:
+    if inits:
         volumes.insert(0, {"name": "adapters", "emptyDir": {}})
-    return inits, volumes
+        mounts_main.insert(0, {"name": "adapters", "mountPath": ADAPTER_ROOT, "readOnly": True})
+    return inits, volumes, mounts_main
 
 
 def _labels(plan: ServingPlan, role: str) -> Obj:
@@ -110,11 +130,12 @@ def _labels(plan: ServingPlan, role: str) -> Obj:
 
 
 def _pod_spec(plan: ServingPlan, container: Obj, role: str) -> Obj:
-    inits, adapter_volumes = _adapter_parts(plan)
-    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    inits, adapter_volumes, adapter_mounts = _adapter_parts(plan)
+    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}] + adapter_mounts
     volumes = [pod.dshm_volume()] + adapter_volumes
-    if plan.adapters:
-        mounts.append({"name": "adapters", "mountPath": ADAPTER_ROOT, "readOnly": True})
+    if plan.model_pull_secret:
+        volumes.append(pod.docker_config_volume("model-pull-secret", plan.model_pull_secret))
+        mounts.append({"name": "model-pull-secret", "mountPath": MODEL_PULL_SECRET_DIR, "readOnly": True})
     if role == "head":
         mounts.append({"name": "config", "mountPath": "/mnt/config", "readOnly": True})
         volumes.append({"name": "config", "configMap": {"name": plan.name}})
@@ -138,6 +159,8 @@ def _env(plan: ServingPlan) -> list[Obj]:
     if plan.model_access_secret:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": plan.model_access_secret,
                                                                        "key": "HF_TOKEN"}}})
+    if plan.model_pull_secret:
+        env.append({"name": "DOCKER_CONFIG", "value": MODEL_PULL_SECRET_DIR})
     return env
 
 

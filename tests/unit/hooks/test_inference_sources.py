@@ -1,0 +1,71 @@
+"""Adapters on a user's volume and private-access weights reach the pods, as admission allows."""
+import copy
+
+import kubernetes_validate
+import yaml
+
+from hooks.cli_render import render
+from tests.unit.hooks.conftest import load
+
+
+def _objects(ws):
+    objects, status = render(ws)
+    assert not any(c["reason"] == "InvalidSpec" for c in status["conditions"]), status
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+
+def _head(objs, name):
+    deployment = objs[("Deployment", name)]
+    for version in ("1.30", "1.37"):
+        kubernetes_validate.validate(deployment, version, strict=True)
+    return deployment["spec"]["template"]["spec"]
+
+
+def test_adapter_from_a_volume_is_mounted_not_pulled():
+    ws = copy.deepcopy(load("examples/inference/kaito_workspace_phi_3_with_adapters.yaml"))
+    ws["inference"]["adapters"].append(
+        {"source": {"name": "from-pvc", "volumeSource": {"persistentVolumeClaim": {"claimName": "adapters"}}}, "strength": "0.5"})
+    name = ws["metadata"]["name"]
+    objs = _objects(ws)
+    spec = _head(objs, name)
+    assert [c["command"][2] for c in spec["initContainers"]] == ["ACR_REPO_HERE.azurecr.io/ADAPTER_HERE:0.0.1"]
+    assert {"name": "adapter-volume-1", "persistentVolumeClaim": {"claimName": "adapters"}} in spec["volumes"]
+    mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts["/mnt/adapter-volumes/from-pvc"]["readOnly"] is True
+    args = yaml.safe_load(objs[("ConfigMap", name)]["data"]["serve_config.yaml"])["applications"][0]["args"]
+    assert args["adapters"] == [
+        {"name": "phi-3-adapter", "path": "/mnt/adapter/phi-3-adapter", "strength": 1.0},
+        {"name": "from-pvc", "path": "/mnt/adapter-volumes/from-pvc", "strength": 0.5},
+    ]
+
+
+def test_volume_only_adapters_need_no_pull_volume():
+    ws = copy.deepcopy(load("examples/inference/kaito_workspace_phi_3.yaml"))
+    ws["inference"]["adapters"] = [{"source": {"name": "a", "volumeSource": {"emptyDir": {}}}}]
+    spec = _head(_objects(ws), ws["metadata"]["name"])
+    assert "initContainers" not in spec
+    assert "adapters" not in [v["name"] for v in spec["volumes"]]
+
+
+def test_private_access_mode_serves_the_given_image_with_its_pull_secret():
+    ws = copy.deepcopy(load("examples/inference/kaito_workspace_phi_3.yaml"))
+    ws["inference"]["preset"].update(accessMode="private", presetOptions={
+        "image": "myacr.azurecr.io/weights/phi-3-mini:1", "imagePullSecrets": ["acr-pull"]})
+    name = ws["metadata"]["name"]
+    objs = _objects(ws)
+    args = yaml.safe_load(objs[("ConfigMap", name)]["data"]["serve_config.yaml"])["applications"][0]["args"]
+    assert args["model"] == "myacr.azurecr.io/weights/phi-3-mini:1"
+    spec = _head(objs, name)
+    container = spec["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == env["DOCKER_CONFIG"])
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "acr-pull"
+    assert volume["secret"]["items"] == [{"key": ".dockerconfigjson", "path": "config.json"}]
+
+
+def test_public_access_mode_uses_the_pinned_hugging_face_revision():
+    ws = load("examples/inference/kaito_workspace_phi_3.yaml")
+    objs = _objects(ws)
+    args = yaml.safe_load(objs[("ConfigMap", ws["metadata"]["name"])]["data"]["serve_config.yaml"])["applications"][0]["args"]
+    assert args["model"] == "hf://microsoft/Phi-3-mini-4k-instruct@0a67737cc96d2554230f90338b163bc6380a2a85"
