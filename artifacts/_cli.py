@@ -17,6 +17,17 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+def add_hf_token(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hf-token-file", metavar="PATH", help="file holding the Hugging Face token (default: env HF_TOKEN)")
+
+
+def hf_token(args: argparse.Namespace) -> str | None:
+    """The token from --hf-token-file; None lets the hub client fall back to $HF_TOKEN."""
+    from pathlib import Path
+
+    return Path(args.hf_token_file).read_text().strip() if args.hf_token_file else None
+
+
 def run(prog: str, args: argparse.Namespace, action: Callable[[], str | None]) -> int:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._cli import add_common, run
+from ._cli import add_common, add_hf_token, hf_token, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("source", help="hf://ORG/REPO[@REVISION]")
     parser.add_argument("ref", help="oci://REGISTRY/REPO:TAG")
     parser.add_argument("--exclude", action="append", default=None, metavar="GLOB", help="skip repo files matching GLOB (repeatable), e.g. 'original/*'")
-    parser.add_argument("--hf-token-file", metavar="PATH", help="file holding the Hugging Face token (default: env HF_TOKEN)")
+    add_hf_token(parser)
     add_common(parser)
     return parser
 
@@ -24,11 +24,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
 
     def action() -> str:
-        from pathlib import Path
-
         from . import mirror
 
-        token = Path(args.hf_token_file).read_text().strip() if args.hf_token_file else None
-        return mirror(args.source, args.ref, docker_config=args.docker_config, insecure=args.insecure, hf_token=token, cache_dir=args.cache_dir, exclude=args.exclude)
+        return mirror(args.source, args.ref, docker_config=args.docker_config, insecure=args.insecure, hf_token=hf_token(args), cache_dir=args.cache_dir, exclude=args.exclude)
 
     return run("kaito mirror", args, action)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._cli import add_common, run
+from ._cli import add_common, add_hf_token, hf_token, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("source")
     parser.add_argument("dir")
     parser.add_argument("--jobs", type=int, default=None, help="parallel blob downloads (default 2 per CPU, 4 to 8; env KAITO_PULL_JOBS)")
-    parser.add_argument("--hf-token-file", metavar="PATH", help="file holding the Hugging Face token (default: env HF_TOKEN)")
+    add_hf_token(parser)
     add_common(parser)
     return parser
 
@@ -25,8 +25,6 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
 
     def action() -> str:
-        from pathlib import Path
-
         from . import parse_source, pull, resolve
         from .reference import OciReference
 
@@ -34,7 +32,6 @@ def main(argv: list[str]) -> int:
         if isinstance(source, OciReference):
             result = pull(source, args.dir, cache_dir=args.cache_dir, docker_config=args.docker_config, insecure=args.insecure, jobs=args.jobs)
             return f"{result.path} {result.digest}"
-        token = Path(args.hf_token_file).read_text().strip() if args.hf_token_file else None
-        return str(resolve(args.source, dest=args.dir, cache_dir=args.cache_dir, docker_config=args.docker_config, insecure=args.insecure, hf_token=token))
+        return str(resolve(args.source, dest=args.dir, cache_dir=args.cache_dir, docker_config=args.docker_config, insecure=args.insecure, hf_token=hf_token(args)))
 
     return run("kaito pull", args, action)
