@@ -1,5 +1,15 @@
 """The one error hierarchy of the delivery library.
 
+    ArtifactError
+    ├── InvalidReference (also a ValueError)   a source or image reference that cannot be parsed
+    ├── NotFound                               repository, tag, manifest, blob or path missing
+    ├── Unauthorized                           credentials refused or absent
+    ├── DigestMismatch                         bytes do not hash to the promised digest
+    ├── RegistryError                          unexpected status or failed connection
+    ├── UnsupportedArtifact                    a manifest or layer kind we cannot unpack
+    ├── DestinationError                       the destination cannot be written or is not ours
+    └── HubError                               any other Hugging Face hub failure
+
 Every error carries a message a user can act on. No message ever contains a credential: messages
 name the reference, the registry and the HTTP status, never headers, tokens or config contents.
 """
@@ -12,9 +22,6 @@ class ArtifactError(Exception):
 
 class InvalidReference(ArtifactError, ValueError):
     """A source or image reference that cannot be parsed."""
-
-
-ReferenceError = InvalidReference  # noqa: A001 - the name the public surface promises
 
 
 class NotFound(ArtifactError):

@@ -48,9 +48,6 @@ class OciReference:
     def api_host(self) -> str:
         return DOCKER_HUB_API_HOST if self.registry == DOCKER_HUB else self.registry
 
-    def with_digest(self, digest: str) -> "OciReference":
-        return OciReference(self.registry, self.repository, self.tag, digest)
-
     def __str__(self) -> str:
         out = f"{self.registry}/{self.repository}"
         if self.tag:
