@@ -8,7 +8,6 @@ Credentials and tokens live only in request headers: never in URLs, logs or erro
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import logging
 import threading
 from contextlib import contextmanager
@@ -16,6 +15,8 @@ from typing import Callable, Iterable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+
+from contract.urlpolicy import realm_host_problem
 
 from . import manifest as mf
 from .blobhttp import BlobHTTP
@@ -26,7 +27,6 @@ from .reference import OciReference
 log = logging.getLogger(__name__)
 
 USER_AGENT = "kaito-artifacts/0.1"
-_METADATA_HOSTS = {"169.254.169.254", "metadata.google.internal", "fd00:ec2::254", "100.100.100.200"}
 
 
 def _registry_error_text(resp: httpx.Response) -> str:
@@ -92,14 +92,9 @@ class RegistryClient:
             raise RegistryError(f"registry {self.ref.registry} sent an invalid token realm")
         if parts.scheme == "http" and not self.plain_http:
             raise RegistryError(f"registry {self.ref.registry} asks for credentials over plain HTTP ({parts.hostname}); refusing")
-        host = parts.hostname.lower()
-        try:
-            ip = ipaddress.ip_address(host)
-            bad = ip.is_link_local or ip.is_multicast or ip.is_unspecified
-        except ValueError:
-            bad = False
-        if bad or host in _METADATA_HOSTS:
-            raise RegistryError(f"registry {self.ref.registry} sent a token realm on a forbidden address ({host})")
+        problem = realm_host_problem(parts.hostname)
+        if problem:
+            raise RegistryError(f"registry {self.ref.registry} sent a token realm on a forbidden address ({parts.hostname}: {problem}); refusing")
 
     def _fetch_token(self, challenge: Challenge) -> str:
         realm = challenge.params.get("realm")

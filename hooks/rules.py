@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contract.urlpolicy import METADATA_ADDRESSES, METADATA_HOSTNAMES
+
 DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # registry/repository (lowercase path) with a tag or a digest, e.g. myacr.azurecr.io/data:0.1
 IMAGE_REF = "^[^/]+/[^:@]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$"
 IMAGE_REPO_LOWERCASE = "^[^/]+/[^:@A-Z]+([:@].*)?$"
 HTTP_URL = "^https?://[^/?#@\\s]+([/?#].*)?$"
-# Hosts a user-supplied URL must not reach: loopback, private, link-local, cloud metadata.
+# Hosts a user-supplied URL must not reach (contract.urlpolicy's admission strength, as a regex):
+# loopback, private, link-local, unspecified, any bracketed IPv6 literal, and the metadata hosts.
+_METADATA = "|".join(h.replace(".", "\\.") for h in sorted(METADATA_HOSTNAMES) + sorted(
+    str(a) for a in METADATA_ADDRESSES if a.version == 4))
 INTERNAL_URL = (
-    "^https?://(localhost|[^/?#:]*\\.localhost|metadata\\.google\\.internal|metadata\\.google"
-    "|instance-data\\.ec2\\.internal|0\\.0\\.0\\.0|127\\.[0-9.]+|10\\.[0-9.]+|169\\.254\\.[0-9.]+"
-    "|192\\.168\\.[0-9.]+|172\\.(1[6-9]|2[0-9]|3[01])\\.[0-9.]+|\\[[^\\]]*\\])([:/?#].*)?$"
+    "^https?://(localhost|[^/?#:]*\\.localhost|" + _METADATA + "|0\\.0\\.0\\.0|127\\.[0-9.]+"
+    "|10\\.[0-9.]+|169\\.254\\.[0-9.]+|192\\.168\\.[0-9.]+|172\\.(1[6-9]|2[0-9]|3[01])\\.[0-9.]+|\\[[^\\]]*\\])([:/?#].*)?$"
 )
 STRENGTH_NUMBER = "^([0-9]+\\.?[0-9]*|\\.[0-9]+)$"
 

@@ -18,7 +18,7 @@ import yaml
 import presets
 from hooks import rules
 from hooks.api import ResourceSpec, Workspace
-from hooks.urls import is_http_url, is_internal_url
+from contract.urlpolicy import is_http_url, is_internal_url
 
 TRAINING_SECTIONS = ("ModelConfig", "QuantizationConfig", "LoraConfig", "TrainingArguments", "DatasetConfig", "DataCollator")
 

@@ -1,4 +1,5 @@
-"""Decide whether an input URL may be fetched: http(s) only, and every address it resolves to public.
+"""Decide whether an input URL may be fetched: http(s) only, and every address it resolves to public
+(the "fetch" strength of `contract.urlpolicy`).
 
 Torch-free and IO-light (one DNS lookup) so the CLI can reject a URL before loading anything.
 The downloader connects to one of the addresses checked here (see download.py) so a DNS answer that
@@ -6,21 +7,15 @@ changes between the check and the request cannot redirect the job to an internal
 """
 from __future__ import annotations
 
-import ipaddress
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from contract.urlpolicy import address_problem
+
 from .errors import UnsafeURLError
 
 ALLOWED_SCHEMES = ("http", "https")
-
-# Cloud metadata endpoints that some providers place on addresses Python does not call private.
-_METADATA_ADDRESSES = frozenset({
-    ipaddress.ip_address("169.254.169.254"),
-    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud (shared address space)
-    ipaddress.ip_address("fd00:ec2::254"),
-})
 
 
 @dataclass(frozen=True)
@@ -39,21 +34,6 @@ def redact(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return f"{parts.scheme}://{host}{parts.path}"
-
-
-def address_problem(address: str) -> str | None:
-    """Why this address must not be fetched, or None when it is a public unicast address."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip in _METADATA_ADDRESSES:
-        return "a cloud metadata address"
-    for name in ("is_unspecified", "is_loopback", "is_link_local", "is_private", "is_multicast", "is_reserved"):
-        if getattr(ip, name):
-            return f"a {name[3:].replace('_', '-')} address"
-    if not ip.is_global:
-        return "not a public address"
-    return None
 
 
 def _resolve(host: str, port: int) -> tuple[str, ...]:
