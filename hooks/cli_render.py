@@ -7,22 +7,19 @@ exactly as the hooks returned it, followed by the Workspace's final status.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any
 
 import yaml
 
-Obj = dict[str, Any]
-LAST_APPLIED = "metacontroller.k8s.io/last-applied-configuration"
+from metacontroller.api import Obj
+from metacontroller.apply import as_last_applied
 KINDS = (("karpenter.sh/v1alpha5", "Machine"), ("karpenter.sh/v1", "NodeClaim"), ("v1", "ConfigMap"),
          ("v1", "Service"), ("apps/v1", "Deployment"), ("batch/v1", "Job"))
 
 
 def _as_applied(obj: Obj) -> Obj:
     """The object as the hook returned it (Metacontroller's last-applied copy), minus MC's selector label."""
-    raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
-    out = json.loads(raw) if raw else obj
+    out = as_last_applied(obj)
     (out.get("metadata") or {}).get("labels", {}).pop("controller-uid", None)
     return out
 

@@ -2,12 +2,22 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import time
 
 from hooks import nodeprovisioner
+from hooks.settings import CLAIM_APIS, Settings
+from metacontroller.api import decode
 
 T0 = "2026-01-01T00:00:00Z"
+NODECLAIM = Settings(claim_api=CLAIM_APIS["nodeclaim"])
+
+
+def sync(req, now=T0, settings=NODECLAIM):
+    """Through the one decoding step, as the route does."""
+    return nodeprovisioner.sync(decode(nodeprovisioner.NodeProvisionerSyncRequest, json.dumps(req).encode()),
+                                settings, now)
 
 
 def ws(name, ns="default", count=1, labels=None, preset="phi-3-mini-4k-instruct", sku="Standard_NC6s_v3"):
@@ -21,9 +31,9 @@ def node(name, labels):
             "status": {"allocatable": {"nvidia.com/gpu": "1"}, "conditions": [{"type": "Ready", "status": "True"}]}}
 
 
-def request(workspaces, nodes=(), claim_api="nodeclaim", children=None):
+def request(workspaces, nodes=(), children=None):
     return {"parent": {"apiVersion": "kaito.sh/v1alpha1", "kind": "NodeProvisioner",
-                       "metadata": {"name": "default", "generation": 1}, "spec": {"claimApi": claim_api}},
+                       "metadata": {"name": "default", "generation": 1}, "spec": {}},
             "children": children or {},
             "related": {"Workspace.kaito.sh/v1alpha1": {f"{w['metadata']['namespace']}/{w['metadata']['name']}": w
                                                         for w in workspaces},
@@ -38,41 +48,40 @@ def test_claim_names_are_valid_agent_pool_names_and_stable():
 
 
 def test_one_claim_per_missing_node_in_both_apis():
-    reply = nodeprovisioner.sync(request([ws("a", count=2)]), T0)
+    reply = sync(request([ws("a", count=2)]))
     assert [c["kind"] for c in reply["children"]] == ["NodeClaim", "NodeClaim"]
     claim = reply["children"][0]
     assert claim["metadata"]["labels"]["karpenter.sh/nodepool"] == "kaito"
     assert claim["spec"]["nodeClassRef"] == {"group": "karpenter.azure.com", "kind": "AKSNodeClass", "name": "default"}
     assert claim["spec"]["resources"]["requests"]["storage"].endswith("Gi")
     assert reply["status"]["workspaces"] == [{"namespace": "default", "name": "a", "claims": 2, "ready": 0}]
-    machines = nodeprovisioner.sync(request([ws("a")], claim_api="machine"), T0)["children"]
+    machines = sync(request([ws("a")]), settings=Settings(claim_api=CLAIM_APIS["machine"]))["children"]
     assert machines[0]["kind"] == "Machine" and machines[0]["apiVersion"] == "karpenter.sh/v1alpha5"
 
 
 def test_existing_nodes_are_reused_once_and_not_shared():
     labels = {"pool": "shared", "node.kubernetes.io/instance-type": "Standard_NC6s_v3"}
     nodes = [node("byo-1", labels)]
-    reply = nodeprovisioner.sync(request([ws("a", labels={"pool": "shared"}), ws("b", labels={"pool": "shared"})],
-                                         nodes), T0)
+    reply = sync(request([ws("a", labels={"pool": "shared"}), ws("b", labels={"pool": "shared"})], nodes))
     owners = [c["metadata"]["labels"]["kaito.sh/workspace"] for c in reply["children"]]
     assert owners == ["b"]  # a (first in order) took the node, b needs a claim
     claimed = node("theirs", {**labels, "kaito.sh/workspace": "x", "kaito.sh/workspacenamespace": "default"})
-    reply = nodeprovisioner.sync(request([ws("c", labels={"pool": "shared"})], [claimed]), T0)
+    reply = sync(request([ws("c", labels={"pool": "shared"})], [claimed]))
     assert len(reply["children"]) == 1
 
 
 def test_invalid_and_deleted_workspaces_get_no_new_claims():
     dead = ws("gone")
     dead["metadata"]["deletionTimestamp"] = T0
-    reply = nodeprovisioner.sync(request([ws("big", preset="falcon-40b-instruct"), ws("x", preset="nope"), dead]), T0)
+    reply = sync(request([ws("big", preset="falcon-40b-instruct"), ws("x", preset="nope"), dead]))
     assert reply["children"] == []
 
 
 def test_same_world_same_reply():
     req = request([ws(f"w{i}", ns=f"n{i % 3}", count=1 + i % 2) for i in range(30)])
-    first = nodeprovisioner.sync(copy.deepcopy(req), T0)
+    first = sync(copy.deepcopy(req))
     req["parent"]["status"] = first["status"]
-    assert nodeprovisioner.sync(req, "2030-01-01T00:00:00Z") == first
+    assert sync(req, "2030-01-01T00:00:00Z") == first
 
 
 def test_scales_linearly_to_thousands_of_workspaces():
@@ -81,7 +90,7 @@ def test_scales_linearly_to_thousands_of_workspaces():
     nodes = [node(f"byo-{i}", {"app": f"w{i}", "node.kubernetes.io/instance-type": "Standard_NC6s_v3"})
              for i in range(0, 5000, 2)]
     start = time.perf_counter()
-    reply = nodeprovisioner.sync(request(workspaces, nodes), T0)
+    reply = sync(request(workspaces, nodes))
     assert time.perf_counter() - start < 10
     assert len(reply["children"]) == 2500
 
@@ -89,7 +98,7 @@ def test_scales_linearly_to_thousands_of_workspaces():
 def test_in_expressions_count_as_labels_for_claims():
     w = ws("expr")
     w["resource"]["labelSelector"] = {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["gpu-a"]}]}
-    (claim,) = nodeprovisioner.sync(request([w]), T0)["children"]
+    (claim,) = sync(request([w]))["children"]
     assert claim["metadata"]["labels"]["pool"] == "gpu-a"
     byo = node("byo", {"pool": "gpu-a", "node.kubernetes.io/instance-type": "Standard_NC6s_v3"})
-    assert nodeprovisioner.sync(request([w], [byo]), T0)["children"] == []
+    assert sync(request([w], [byo]))["children"] == []
