@@ -8,7 +8,7 @@ Nodes are indexed once per sync by label, so the whole sync is O(nodes + workspa
 The same rule as the Workspace sync (DESIGN.md §5): a Workspace whose spec is invalid (whatever
 `validate_workspace` reports, which is what the Workspace sync calls InvalidSpec) keeps its claims
 exactly as last applied and gets none new; the status names it and says why. A malformed request
-never gets here: `decode` answers it with a 4xx.
+never gets here: `decode` with `hooks.requests.NodeProvisionerSyncRequest` answers it with a 4xx.
 """
 from __future__ import annotations
 
@@ -24,32 +24,14 @@ from hooks.api import NodeProvisionerSpec, Workspace
 from hooks.settings import ClaimApi, Settings
 from hooks.status import FALSE, TRUE, Cond, render
 from hooks.validation import validate_workspace
-from metacontroller.api import KubeObject, Obj, RequestError, SyncRequest, group_key, json_path
+from hooks.requests import NODE_KEY, WORKSPACE_KEY
+from metacontroller.api import KubeObject, Obj, RequestError, SyncRequest, json_path
 from metacontroller.apply import as_last_applied, last_applied_children
 
-WORKSPACE_KEY = group_key("kaito.sh/v1alpha1", "Workspace")
-NODE_KEY = group_key("v1", "Node")
 GPU_TAINT = {"key": "sku", "value": "gpu", "effect": "NoSchedule"}
 DEFAULT_DISK_GIB = 120
 #: Invalid Workspaces named in the WorkspacesValid condition's message; the rest are counted.
 MAX_NAMED_INVALID = 10
-
-
-class NodeProvisionerSyncRequest(SyncRequest):
-    """A sync request as this controller receives it: the related map holds both groups that the
-    customize hook asks for, and every related Workspace has a namespace (claim names hash it)."""
-
-    @pydantic.model_validator(mode="after")
-    def _both_groups_and_namespaced_workspaces(self) -> "NodeProvisionerSyncRequest":
-        problems = [f"related: group {key!r} is missing (the customize hook asks for it)"
-                    for key in (WORKSPACE_KEY, NODE_KEY) if key not in self.related]
-        for key, ws in (self.related.get(WORKSPACE_KEY) or {}).items():
-            if not ws.metadata.namespace:
-                problems.append(f"{json_path(('related', WORKSPACE_KEY, key, 'metadata', 'namespace'))}: "
-                                f"a Workspace is namespaced; the namespace is missing")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
 
 
 def claim_name(namespace: str, name: str, index: int) -> str:

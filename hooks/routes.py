@@ -16,8 +16,9 @@ from typing import Callable
 from pydantic import BaseModel
 
 from hooks import nodeprovisioner, sync_workspace
+from hooks.requests import CustomizeRequest, NodeProvisionerSyncRequest, WorkspaceSyncRequest
 from hooks.settings import Settings
-from metacontroller.api import CustomizeRequest, Obj, RequestError, SyncRequest, decode
+from metacontroller.api import Obj, RequestError, decode
 
 log = logging.getLogger("kaito.hooks")
 
@@ -36,11 +37,11 @@ class Route:
 ROUTES = (
     Route("/workspace/customize", "workspace_customize", CustomizeRequest,
           lambda r, settings, now: sync_workspace.customize(r.parent.raw, settings)),
-    Route("/workspace/sync", "workspace_sync", SyncRequest,
+    Route("/workspace/sync", "workspace_sync", WorkspaceSyncRequest,
           lambda r, settings, now: sync_workspace.sync(r.raw, settings, now)),
     Route("/nodeprovisioner/customize", "nodeprovisioner_customize", CustomizeRequest,
           lambda r, settings, now: nodeprovisioner.customize(r.parent)),
-    Route("/nodeprovisioner/sync", "nodeprovisioner_sync", nodeprovisioner.NodeProvisionerSyncRequest,
+    Route("/nodeprovisioner/sync", "nodeprovisioner_sync", NodeProvisionerSyncRequest,
           lambda r, settings, now: nodeprovisioner.sync(r, settings, now)),
 )
 BY_PATH = {r.path: r for r in ROUTES}

@@ -15,7 +15,7 @@ import json
 from typing import Any, Iterable, Optional, TypeVar
 
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr,
-                      ValidationError, field_validator, model_validator)
+                      ValidationError, model_validator)
 
 from .apply import LAST_APPLIED
 
@@ -159,18 +159,6 @@ class ObjectMeta(_Open):
     annotations: Optional[dict[StrictStr, StrictStr]] = Field(default=None, description="annotations")
     deletionTimestamp: Optional[StrictStr] = Field(default=None, description="set once deletion started")
 
-    @field_validator("annotations")
-    @classmethod
-    def _last_applied_is_an_object(cls, value: Optional[dict[str, str]]) -> Optional[dict[str, str]]:
-        raw = (value or {}).get(LAST_APPLIED)
-        if raw is not None:
-            try:
-                ok = isinstance(json.loads(raw), dict)
-            except (ValueError, RecursionError):
-                ok = False
-            if not ok:
-                raise ValueError(f"annotation {LAST_APPLIED} must hold a JSON object")
-        return value
 
 
 class Condition(_Open):
@@ -202,6 +190,26 @@ class KubeObject(_Open):
     kind: StrictStr = Field(min_length=1, description="e.g. Deployment")
     metadata: ObjectMeta = Field(description="object metadata")
     status: Optional[ObjectStatus] = Field(default=None, description="status, written by controllers")
+    @model_validator(mode="after")
+    def _last_applied_is_this_object(self) -> "KubeObject":
+        # Metacontroller writes the desired object itself into this annotation; one naming another
+        # object would make "keep it as last applied" answer for the wrong child.
+        raw = (self.metadata.annotations or {}).get(LAST_APPLIED)
+        if raw is None:
+            return self
+        try:
+            applied = json.loads(raw)
+        except (ValueError, RecursionError):
+            applied = None
+        if not isinstance(applied, dict):
+            raise ValueError(f"metadata.annotations[{LAST_APPLIED!r}] must hold a JSON object")
+        meta = applied.get("metadata") if isinstance(applied.get("metadata"), dict) else {}
+        same = (applied.get("apiVersion"), applied.get("kind"), meta.get("name")) == \
+            (self.apiVersion, self.kind, self.metadata.name) and meta.get("namespace") in (None, self.metadata.namespace)
+        if not same:
+            raise ValueError(f"metadata.annotations[{LAST_APPLIED!r}] describes another object")
+        return self
+
     @property
     def key(self) -> str:
         """The v2 inner map key of this object."""

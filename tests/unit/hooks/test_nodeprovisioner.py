@@ -7,6 +7,7 @@ import re
 import time
 
 from hooks import nodeprovisioner
+from hooks.requests import NodeProvisionerSyncRequest
 from hooks.settings import CLAIM_APIS, Settings
 from metacontroller.api import decode
 
@@ -16,7 +17,7 @@ NODECLAIM = Settings(claim_api=CLAIM_APIS["nodeclaim"])
 
 def sync(req, now=T0, settings=NODECLAIM):
     """Through the one decoding step, as the route does."""
-    return nodeprovisioner.sync(decode(nodeprovisioner.NodeProvisionerSyncRequest, json.dumps(req).encode()),
+    return nodeprovisioner.sync(decode(NodeProvisionerSyncRequest, json.dumps(req).encode()),
                                 settings, now)
 
 
@@ -102,3 +103,74 @@ def test_in_expressions_count_as_labels_for_claims():
     assert claim["metadata"]["labels"]["pool"] == "gpu-a"
     byo = node("byo", {"pool": "gpu-a", "node.kubernetes.io/instance-type": "Standard_NC6s_v3"})
     assert sync(request([w], [byo]))["children"] == []
+
+
+def _observed(reply):
+    """The reply's claims as Metacontroller would hand them back next time (with last-applied)."""
+    from metacontroller.apply import with_last_applied
+    return {"NodeClaim.karpenter.sh/v1": {c["metadata"]["name"]: with_last_applied(c) for c in reply["children"]}}
+
+
+def test_invalid_workspace_keeps_its_claims_as_last_applied_and_status_says_why():
+    first = sync(request([ws("a", count=2), ws("b")]))
+    broken = ws("a", count=2)
+    broken["inference"] = None  # what workspace/sync reports as InvalidSpec
+    nulled = ws("b")
+    nulled["resource"] = None
+    reply = sync(request([broken, nulled], children=_observed(first)))
+    by_claim = lambda r: sorted(r["children"], key=lambda c: c["metadata"]["name"])  # noqa: E731
+    assert by_claim(reply) == by_claim(first)
+    by_name = {w["name"]: w for w in reply["status"]["workspaces"]}
+    assert by_name["a"]["claims"] == 2 and "inference" in by_name["a"]["invalid"]
+    assert "resource" in by_name["b"]["invalid"]
+    valid = next(c for c in reply["status"]["conditions"] if c["type"] == "WorkspacesValid")
+    assert valid["status"] == "False" and valid["reason"] == "InvalidWorkspaces"
+    assert "default/a" in valid["message"] and "default/b" in valid["message"]
+    # Fixed again: the same claims, and the condition turns True.
+    again = sync(request([ws("a", count=2), ws("b")], children=_observed(first)))
+    assert by_claim(again) == by_claim(first)
+    assert {c["type"]: c["status"] for c in again["status"]["conditions"]}["WorkspacesValid"] == "True"
+
+
+def _post(body):
+    from hooks.app import app
+    r = app.test_client().post("/nodeprovisioner/sync", data=json.dumps(body), content_type="application/json")
+    return r.status_code, r.get_json()
+
+
+def test_malformed_requests_are_422_naming_the_path_never_a_200():
+    good = request([ws("a")])
+    cases = {}
+    cases["related missing"] = {k: v for k, v in good.items() if k != "related"}, "related: Field required"
+    cases["related null"] = {**good, "related": None}, "related:"
+    cases["group null"] = {**good, "related": {**good["related"], "Workspace.kaito.sh/v1alpha1": None}}, \
+        "related['Workspace.kaito.sh/v1alpha1']"
+    cases["group missing"] = {**good, "related": {"Node.v1": {}}}, "group 'Workspace.kaito.sh/v1alpha1' is missing"
+    huge = copy.deepcopy(good)
+    huge["related"]["Workspace.kaito.sh/v1alpha1"]["default/a"]["metadata"]["name"] = 10 ** 30
+    cases["name not a string"] = huge, "metadata.name: Input should be a valid string"
+    no_ns = ws("a")
+    del no_ns["metadata"]["namespace"]
+    cases["namespace missing"] = {**good, "related": {**good["related"], "Workspace.kaito.sh/v1alpha1": {"a": no_ns}}}, \
+        "metadata.namespace: a Workspace is namespaced"
+    for label, (body, path) in cases.items():
+        status, reply = _post(body)
+        assert status == 422 and path in reply["error"], (label, status, reply)
+
+
+def test_the_overlay_decides_the_claim_api_and_a_different_spec_is_a_false_condition():
+    req = request([ws("a")])
+    req["parent"]["spec"]["claimApi"] = "machine"
+    reply = sync(req)  # this installation emits NodeClaims (the overlay's KAITO_CLAIM_API)
+    assert [c["kind"] for c in reply["children"]] == ["NodeClaim"] and reply["status"]["claimApi"] == "nodeclaim"
+    cond = next(c for c in reply["status"]["conditions"] if c["type"] == "ClaimApi")
+    assert cond["status"] == "False" and cond["reason"] == "ClaimApiMismatch"
+    assert "machine" in cond["message"] and "nodeclaim" in cond["message"]
+    req["parent"]["spec"]["claimApi"] = "nodeclaim"
+    cond = next(c for c in sync(req)["status"]["conditions"] if c["type"] == "ClaimApi")
+    assert cond["status"] == "True"
+
+
+def test_pending_resync_comes_from_settings():
+    slow = Settings(claim_api=CLAIM_APIS["nodeclaim"], pending_resync_seconds=42.0)
+    assert sync(request([ws("a")]), settings=slow)["resyncAfterSeconds"] == 42.0
