@@ -121,7 +121,7 @@ def test_invalid_workspace_keeps_its_claims_as_last_applied_and_status_says_why(
     by_claim = lambda r: sorted(r["children"], key=lambda c: c["metadata"]["name"])  # noqa: E731
     assert by_claim(reply) == by_claim(first)
     by_name = {w["name"]: w for w in reply["status"]["workspaces"]}
-    assert by_name["a"]["claims"] == 2 and "inference" in by_name["a"]["invalid"]
+    assert by_name["a"]["claims"] == 2 and "Inference or Tuning" in by_name["a"]["invalid"]
     assert "resource" in by_name["b"]["invalid"]
     valid = next(c for c in reply["status"]["conditions"] if c["type"] == "WorkspacesValid")
     assert valid["status"] == "False" and valid["reason"] == "InvalidWorkspaces"
