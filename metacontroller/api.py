@@ -145,7 +145,7 @@ class _WireKept(BaseModel):
         return self._raw
 
 
-class _Open(_WireKept):
+class _Open(BaseModel):
     """A Kubernetes structure whose fields we read are typed; the others pass through untouched."""
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
@@ -185,7 +185,7 @@ class ObjectStatus(_Open):
     allocatable: Optional[dict[StrictStr, StrictStr]] = Field(default=None, description="Node allocatable")
 
 
-class KubeObject(_Open):
+class KubeObject(_Open, _WireKept):
     apiVersion: StrictStr = Field(min_length=1, description="e.g. apps/v1")
     kind: StrictStr = Field(min_length=1, description="e.g. Deployment")
     metadata: ObjectMeta = Field(description="object metadata")
@@ -266,28 +266,39 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _check_tree(value: Any) -> Optional[str]:
-    """The first nesting or text problem in a parsed JSON value, found without recursion."""
-    stack = [(value, 1, "")]
+def _check_tree(value: Any, surrogates: bool) -> Optional[str]:
+    """The first nesting (or, with `surrogates`, lone-surrogate) problem in a parsed JSON value.
+
+    Iterative, so it cannot itself run out of stack; paths are built only once a problem is found.
+    """
+    stack = [(value, 1)]
     while stack:
-        item, depth, path = stack.pop()
-        if depth > MAX_NESTING:
-            return f"{path or 'body'}: JSON nests deeper than {MAX_NESTING} levels"
-        if isinstance(item, dict):
-            for k, v in item.items():
-                if not k.isascii() and not _utf8(k):
-                    return f"{path or 'body'}: a key holds a lone UTF-16 surrogate"
-                if isinstance(v, (dict, list)):
-                    stack.append((v, depth + 1, json_path((path, k)) if path else k))
-                elif isinstance(v, str) and not v.isascii() and not _utf8(v):
-                    return f"{json_path((path, k)) if path else k}: text holds a lone UTF-16 surrogate"
-        elif isinstance(item, list):
-            for i, v in enumerate(item):
-                if isinstance(v, (dict, list)):
-                    stack.append((v, depth + 1, f"{path}[{i}]"))
-                elif isinstance(v, str) and not v.isascii() and not _utf8(v):
-                    return f"{path}[{i}]: text holds a lone UTF-16 surrogate"
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for v in children:
+            if isinstance(v, (dict, list)):
+                if depth >= MAX_NESTING:
+                    return f"{_path_to(value, v)}: JSON nests deeper than {MAX_NESTING} levels"
+                stack.append((v, depth + 1))
+            elif surrogates and isinstance(v, str) and not v.isascii() and not _utf8(v):
+                return f"{_path_to(value, v)}: text holds a lone UTF-16 surrogate"
+        if surrogates and isinstance(item, dict) and any(not k.isascii() and not _utf8(k) for k in item):
+            return f"{_path_to(value, item) or 'body'}: a key holds a lone UTF-16 surrogate"
     return None
+
+
+def _path_to(root: Any, target: Any) -> str:
+    """The JSON path of `target` (found by identity) inside `root`, for error messages."""
+    stack: list[tuple[Any, tuple]] = [(root, ())]
+    while stack:
+        item, loc = stack.pop()
+        pairs = item.items() if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else ()
+        for k, v in pairs:
+            if v is target:
+                return json_path(loc + (k,))
+            if isinstance(v, (dict, list)):
+                stack.append((v, loc + (k,)))
+    return "body"
 
 
 def _utf8(text: str) -> bool:
@@ -308,7 +319,9 @@ def decode(model: type[Request], body: bytes) -> Request:
         raise RequestError(400, [f"request body is not valid JSON: {exc}"]) from exc
     if not isinstance(data, dict):
         raise RequestError(422, [f"body: must be a JSON object, got {type(data).__name__}"])
-    problem = _check_tree(data)
+    # A lone surrogate can only arrive as a \\u escape (raw UTF-8 cannot encode one), so most
+    # bodies skip that part of the walk.
+    problem = _check_tree(data, surrogates=b"\\ud" in body or b"\\uD" in body)
     if problem:
         raise RequestError(422, [problem])
     try:
