@@ -11,6 +11,7 @@ import sys
 
 import yaml
 
+from hooks.settings import CLAIM_APIS, DEFAULT_CLAIM_API, DEFAULT_RUNTIME_IMAGE, Settings
 from metacontroller.api import Obj
 from metacontroller.apply import as_last_applied
 KINDS = (("karpenter.sh/v1alpha5", "Machine"), ("karpenter.sh/v1", "NodeClaim"), ("v1", "ConfigMap"),
@@ -31,11 +32,10 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None))
 
 
-def render(workspace: Obj, *, claim_api: str = "nodeclaim", namespace: str = "default",
+def render(workspace: Obj, *, claim_api: str = DEFAULT_CLAIM_API, namespace: str = "default",
            runtime_image: str | None = None, max_rounds: int = 12) -> tuple[list[Obj], Obj]:
     """(claims and children as the hooks emitted them, the Workspace's final status)."""
     from hooks.lifecycle import inprocess_transport, make_world
-    from hooks.settings import CLAIM_APIS, DEFAULT_RUNTIME_IMAGE, Settings
 
     settings = Settings(claim_api=CLAIM_APIS[claim_api], runtime_image=runtime_image or DEFAULT_RUNTIME_IMAGE)
     clock = lambda: "2026-01-01T00:00:00Z"  # noqa: E731 - a fixed clock keeps the output reproducible
@@ -62,8 +62,9 @@ def render(workspace: Obj, *, claim_api: str = "nodeclaim", namespace: str = "de
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kaito render", description=__doc__.splitlines()[0])
     parser.add_argument("-f", "--filename", required=True, help="Workspace YAML file ('-' for stdin)")
-    parser.add_argument("--claim-api", choices=("nodeclaim", "machine"), default="nodeclaim",
-                        help="node-claim API the NodeProvisioner emits (default: nodeclaim)")
+    parser.add_argument("--claim-api", choices=tuple(CLAIM_APIS), default=DEFAULT_CLAIM_API,
+                        help=f"node-claim API the NodeProvisioner emits, as a deploy overlay sets it "
+                             f"(default: {DEFAULT_CLAIM_API})")
     parser.add_argument("-n", "--namespace", default="default", help="namespace when the file names none")
     parser.add_argument("--runtime-image", default=None, help="image for serving/tuning pods")
     args = parser.parse_args(argv)

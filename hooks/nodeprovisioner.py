@@ -21,10 +21,10 @@ import pydantic
 import presets
 from hooks import nodes as nodesel
 from hooks.api import NodeProvisionerSpec, ResourceSpec
+from hooks.requests import NODE_KEY, WORKSPACE_KEY
 from hooks.settings import ClaimApi, Settings
 from hooks.status import FALSE, TRUE, Cond, render
 from hooks.validation import validate_workspace
-from hooks.requests import NODE_KEY, WORKSPACE_KEY
 from metacontroller.api import KubeObject, Obj, RequestError, SyncRequest, json_path
 from metacontroller.apply import as_last_applied, last_applied_children
 
@@ -34,6 +34,8 @@ DEFAULT_DISK_GIB = 120
 DEFAULTS = ResourceSpec.model_construct()
 #: Invalid Workspaces named in the WorkspacesValid condition's message; the rest are counted.
 MAX_NAMED_INVALID = 10
+#: Longest reason an invalid Workspace gets in the status (a value it quotes may be huge).
+MAX_REASON_CHARS = 1000
 
 
 def claim_name(namespace: str, name: str, index: int) -> str:
@@ -108,11 +110,6 @@ def build_claim(claim_api: ClaimApi, spec: NodeProvisionerSpec, ns: str, ws_name
                      "resources": {"requests": {"storage": storage}}}}
 
 
-def _claim_ready(claim: Optional[Obj]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in ((claim or {}).get("status") or {}).get("conditions") or [])
-
-
 def _ready(claim: Optional[KubeObject]) -> bool:
     conditions = (claim.status.conditions if claim is not None and claim.status else None) or []
     return any(c.type == "Ready" and c.status == TRUE for c in conditions)
@@ -182,6 +179,7 @@ def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
             kept = sorted(claims_of.get((ns, name), []), key=lambda c: c.metadata.name)
             claims += [as_last_applied(c.raw) for c in kept]
             why = "; ".join(map(str, errors))
+            why = why if len(why) <= MAX_REASON_CHARS else why[:MAX_REASON_CHARS - 3] + "..."
             invalid.append((f"{ns}/{name}", why))
             summary.append({"namespace": ns, "name": name, "claims": len(kept), "ready": sum(map(_ready, kept)),
                             "invalid": why})

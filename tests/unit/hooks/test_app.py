@@ -62,6 +62,14 @@ def test_errors_name_the_problem(client):
     assert client.get("/workspace/sync").status_code == 405
 
 
+def test_one_claim_api_default_and_no_spec_default():
+    from hooks.api import NodeProvisionerSpec
+    from hooks.settings import DEFAULT_CLAIM_API
+
+    assert Settings().claim_api.name == Settings.from_env({}).claim_api.name == DEFAULT_CLAIM_API == "nodeclaim"
+    assert NodeProvisionerSpec().claim_api is None  # the overlay decides; the spec field only checks
+
+
 def test_settings_from_env():
     s = Settings.from_env({"KAITO_CLAIM_API": "Machine", "KAITO_RUNTIME_IMAGE": "r/x:1"})
     assert s.claim_api.kind == "Machine" and s.runtime_image == "r/x:1"
