@@ -43,9 +43,9 @@ def claim_name(namespace: str, name: str, index: int) -> str:
     return "ws" + hashlib.sha256(f"{namespace}/{name}/{index}".encode()).hexdigest()[:9]
 
 
-def customize(parent: KubeObject) -> Obj:
+def customize(parent: Obj) -> Obj:
     try:
-        spec = NodeProvisionerSpec.model_validate(parent.raw.get("spec") or {})
+        spec = NodeProvisionerSpec.model_validate(parent.get("spec") or {})
     except pydantic.ValidationError as exc:
         raise RequestError(422, [f"{json_path(('parent', 'spec', *e['loc']))}: {e['msg']}"
                                  for e in exc.errors(include_url=False)]) from exc
@@ -135,53 +135,52 @@ def _validity_condition(invalid: list[tuple[str, str]]) -> Cond:
                 f"{named}{more}")
 
 
-def _reply(parent: KubeObject, conds: list[Cond], now: str, status: Obj, children: list[Obj]) -> Obj:
-    observed = (parent.raw.get("status") or {}).get("conditions")
-    status["conditions"] = render(conds, observed, now, parent.metadata.generation or 0)
+def _reply(request: SyncRequest, conds: list[Cond], now: str, status: Obj, children: list[Obj]) -> Obj:
+    observed = (request.raw["parent"].get("status") or {}).get("conditions")
+    status["conditions"] = render(conds, observed, now, request.parent.metadata.generation or 0)
     return {"status": status, "children": children}
 
 
 def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
-    parent = request.parent
     emitted = settings.claim_api
     try:
-        spec = NodeProvisionerSpec.model_validate(parent.raw.get("spec") or {})
+        spec = NodeProvisionerSpec.model_validate(request.raw["parent"].get("spec") or {})
     except pydantic.ValidationError as exc:
         # An invalid NodeProvisioner keeps every claim as last applied, like an invalid Workspace.
         why = "; ".join(f"{json_path(('spec', *e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
         conds = [Cond("Ready", FALSE, "InvalidSpec", why), _claim_api_condition(None, emitted)]
-        return _reply(parent, conds, now, {"claimApi": emitted.name, "workspaces": []},
-                      last_applied_children({g: {k: o.raw for k, o in m.items()} for g, m in request.children.items()}))
+        return _reply(request, conds, now, {"claimApi": emitted.name, "workspaces": []},
+                      last_applied_children(request.raw.get("children") or {}))
 
     observed_claims: dict[str, KubeObject] = {}
-    claims_of: dict[tuple[str, str], list[KubeObject]] = defaultdict(list)
-    for group in request.children.values():
-        for obj in group.values():
-            observed_claims[obj.metadata.name] = obj
-            labels = obj.metadata.labels or {}
-            claims_of[(labels.get(nodesel.WS_NS_LABEL, ""), labels.get(nodesel.WS_LABEL, ""))].append(obj)
-    index = _NodeIndex(n.raw for n in request.related[NODE_KEY].values())
+    claims_of: dict[tuple[str, str], list[tuple[KubeObject, Obj]]] = defaultdict(list)
+    for group in sorted(request.children):
+        for claim, sent in request.pairs("children", group):
+            observed_claims[claim.metadata.name] = claim
+            labels = claim.metadata.labels or {}
+            claims_of[(labels.get(nodesel.WS_NS_LABEL, ""), labels.get(nodesel.WS_LABEL, ""))].append((claim, sent))
+    index = _NodeIndex(sent for _, sent in request.pairs("related", NODE_KEY))
     used: set[str] = set()
     claims: list[Obj] = []
     summary: list[Obj] = []
     invalid: list[tuple[str, str]] = []
-    workspaces = sorted(request.related[WORKSPACE_KEY].values(),
-                        key=lambda w: (w.metadata.namespace, w.metadata.name))
-    for ws in workspaces:
+    workspaces = sorted(request.pairs("related", WORKSPACE_KEY),
+                        key=lambda pair: (pair[0].metadata.namespace, pair[0].metadata.name))
+    for ws, sent in workspaces:
         ns, name = ws.metadata.namespace or "", ws.metadata.name
         if ws.metadata.deletionTimestamp:
             continue
-        spec_only = {k: v for k, v in ws.raw.items() if k != "status"}
+        spec_only = {k: v for k, v in sent.items() if k != "status"}
         errors = validate_workspace(spec_only)
         if errors:
             # Nothing new, and an edit typo must not take away the nodes a running workspace
             # sits on: its claims stay exactly as last applied.
-            kept = sorted(claims_of.get((ns, name), []), key=lambda c: c.metadata.name)
-            claims += [as_last_applied(c.raw) for c in kept]
+            kept = sorted(claims_of.get((ns, name), []), key=lambda pair: pair[0].metadata.name)
+            claims += [as_last_applied(claim_sent) for _, claim_sent in kept]
             why = "; ".join(map(str, errors))
             why = why if len(why) <= MAX_REASON_CHARS else why[:MAX_REASON_CHARS - 3] + "..."
             invalid.append((f"{ns}/{name}", why))
-            summary.append({"namespace": ns, "name": name, "claims": len(kept), "ready": sum(map(_ready, kept)),
+            summary.append({"namespace": ns, "name": name, "claims": len(kept), "ready": sum(_ready(c) for c, _ in kept),
                             "invalid": why})
             continue
         wanted = _wanted_claims(emitted, spec, spec_only, ns, name, index, used)
@@ -193,7 +192,7 @@ def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
     cond = Cond("Ready", TRUE, "ClaimsReady", f"{ready} of {total} node claims ready") if ready >= total else \
         Cond("Ready", FALSE, "ClaimsPending", f"{ready} of {total} node claims ready")
     conds = [cond, _claim_api_condition(spec.claim_api, emitted), _validity_condition(invalid)]
-    reply = _reply(parent, conds, now, {"claimApi": emitted.name, "workspaces": summary}, claims)
+    reply = _reply(request, conds, now, {"claimApi": emitted.name, "workspaces": summary}, claims)
     if ready < total:
         reply["resyncAfterSeconds"] = settings.pending_resync_seconds
     return reply

@@ -36,11 +36,11 @@ class Route:
 
 ROUTES = (
     Route("/workspace/customize", "workspace_customize", CustomizeRequest,
-          lambda r, settings, now: sync_workspace.customize(r.parent.raw, settings)),
+          lambda r, settings, now: sync_workspace.customize(r.raw["parent"], settings)),
     Route("/workspace/sync", "workspace_sync", WorkspaceSyncRequest,
           lambda r, settings, now: sync_workspace.sync(r.raw, settings, now)),
     Route("/nodeprovisioner/customize", "nodeprovisioner_customize", CustomizeRequest,
-          lambda r, settings, now: nodeprovisioner.customize(r.parent)),
+          lambda r, settings, now: nodeprovisioner.customize(r.raw["parent"])),
     Route("/nodeprovisioner/sync", "nodeprovisioner_sync", NodeProvisionerSyncRequest,
           lambda r, settings, now: nodeprovisioner.sync(r, settings, now)),
 )

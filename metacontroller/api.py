@@ -128,7 +128,9 @@ def json_path(loc: Iterable[Any]) -> str:
 
 
 class _WireKept(BaseModel):
-    """A decoded JSON object that also keeps its wire form (`raw`), checked but untouched."""
+    """A decoded request that also keeps its wire form (`raw`), checked but untouched: objects pass
+    through to replies and last-applied copies exactly as they arrived. (One wrap validator per
+    request, not per object: per-object Python validators cost more than the rest of a sync.)"""
     _raw: Obj = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="wrap")
@@ -160,7 +162,6 @@ class ObjectMeta(_Open):
     deletionTimestamp: Optional[StrictStr] = Field(default=None, description="set once deletion started")
 
 
-
 class Condition(_Open):
     type: StrictStr = Field(description="condition type, e.g. Ready")
     status: StrictStr = Field(description="True, False or Unknown")
@@ -185,30 +186,11 @@ class ObjectStatus(_Open):
     allocatable: Optional[dict[StrictStr, StrictStr]] = Field(default=None, description="Node allocatable")
 
 
-class KubeObject(_Open, _WireKept):
+class KubeObject(_Open):
     apiVersion: StrictStr = Field(min_length=1, description="e.g. apps/v1")
     kind: StrictStr = Field(min_length=1, description="e.g. Deployment")
     metadata: ObjectMeta = Field(description="object metadata")
     status: Optional[ObjectStatus] = Field(default=None, description="status, written by controllers")
-    @model_validator(mode="after")
-    def _last_applied_is_this_object(self) -> "KubeObject":
-        # Metacontroller writes the desired object itself into this annotation; one naming another
-        # object would make "keep it as last applied" answer for the wrong child.
-        raw = (self.metadata.annotations or {}).get(LAST_APPLIED)
-        if raw is None:
-            return self
-        try:
-            applied = json.loads(raw)
-        except (ValueError, RecursionError):
-            applied = None
-        if not isinstance(applied, dict):
-            raise ValueError(f"metadata.annotations[{LAST_APPLIED!r}] must hold a JSON object")
-        meta = applied.get("metadata") if isinstance(applied.get("metadata"), dict) else {}
-        same = (applied.get("apiVersion"), applied.get("kind"), meta.get("name")) == \
-            (self.apiVersion, self.kind, self.metadata.name) and meta.get("namespace") in (None, self.metadata.namespace)
-        if not same:
-            raise ValueError(f"metadata.annotations[{LAST_APPLIED!r}] describes another object")
-        return self
 
     @property
     def key(self) -> str:
@@ -230,7 +212,28 @@ def _check_map(field: str, groups: TypedObjectMap) -> list[str]:
                 problems.append(f"{path}: a {obj.kind}.{obj.apiVersion} under group {group!r}")
             if obj.key != key:
                 problems.append(f"{path}: key must be the object's v2 key {obj.key!r}")
+            if field == "children":
+                problems += _check_last_applied(path, obj)
     return problems
+
+
+def _check_last_applied(path: str, obj: KubeObject) -> list[str]:
+    """Metacontroller writes the desired child itself into this annotation; one that is not JSON, or
+    names another object, would make "keep it as last applied" answer for the wrong child."""
+    raw = (obj.metadata.annotations or {}).get(LAST_APPLIED)
+    if raw is None:
+        return []
+    where = f"{path}.metadata.annotations[{LAST_APPLIED!r}]"
+    try:
+        applied = json.loads(raw)
+    except (ValueError, RecursionError):
+        applied = None
+    if not isinstance(applied, dict):
+        return [f"{where}: must hold a JSON object"]
+    meta = applied.get("metadata") if isinstance(applied.get("metadata"), dict) else {}
+    same = (applied.get("apiVersion"), applied.get("kind"), meta.get("name")) == \
+        (obj.apiVersion, obj.kind, obj.metadata.name) and meta.get("namespace") in (None, obj.metadata.namespace)
+    return [] if same else [f"{where}: describes another object"]
 
 
 class _Request(_WireKept):
@@ -257,6 +260,11 @@ class SyncRequest(_Request):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def pairs(self, field: str, group: str) -> list[tuple[KubeObject, Obj]]:
+        """(typed, as-sent) for every object of one group of `children` or `related`, in key order."""
+        typed, sent = getattr(self, field).get(group) or {}, (self.raw.get(field) or {}).get(group) or {}
+        return [(typed[k], sent[k]) for k in sorted(typed)]
 
 
 Request = TypeVar("Request", bound=BaseModel)

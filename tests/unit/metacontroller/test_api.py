@@ -42,7 +42,8 @@ def test_decode_types_the_request_and_keeps_the_wire_form():
     req = decode(SyncRequest, _sync_body())
     child = req.children["ConfigMap.v1"]["n/c"]
     assert child.metadata.name == "c" and child.key == "n/c"
-    assert child.raw == {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}}
+    assert req.pairs("children", "ConfigMap.v1") == [
+        (child, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}})]
     assert req.raw["related"] == {}
 
 
