@@ -8,7 +8,7 @@ Nodes are indexed once per sync by label, so the whole sync is O(nodes + workspa
 The same rule as the Workspace sync (DESIGN.md §5): a Workspace whose spec is invalid (whatever
 `validate_workspace` reports, which is what the Workspace sync calls InvalidSpec) keeps its claims
 exactly as last applied and gets none new; the status names it and says why. A malformed request
-never gets here: `decode` with `hooks.requests.NodeProvisionerSyncRequest` answers it with a 4xx.
+never gets here: `decode` with `hooks.protocol.NodeProvisionerSyncRequest` answers it with a 4xx.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pydantic
 import presets
 from hooks import nodes as nodesel
 from hooks.api import NodeProvisionerSpec, ResourceSpec
-from hooks.requests import NODE_KEY, WORKSPACE_KEY
+from hooks.protocol import NODE_KEY, WORKSPACE_KEY
 from hooks.settings import ClaimApi, Settings
 from hooks.status import FALSE, TRUE, Cond, render
 from hooks.validation import validate_workspace

@@ -16,7 +16,7 @@ from typing import Callable
 from pydantic import BaseModel
 
 from hooks import nodeprovisioner, sync_workspace
-from hooks.requests import CustomizeRequest, NodeProvisionerSyncRequest, WorkspaceSyncRequest
+from hooks.protocol import CustomizeRequest, NodeProvisionerSyncRequest, WorkspaceSyncRequest
 from hooks.settings import Settings
 from metacontroller.api import Obj, RequestError, decode
 

@@ -20,6 +20,7 @@ from hooks.status import FALSE, TRUE, Cond, combined, render
 from hooks.validation import validate_workspace
 from metacontroller.api import Obj, group_key
 from metacontroller.apply import last_applied_children
+
 NODE_KEY = group_key("v1", "Node")
 DEPLOYMENT_KEY = group_key("apps/v1", "Deployment")
 JOB_KEY = group_key("batch/v1", "Job")

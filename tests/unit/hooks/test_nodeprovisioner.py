@@ -7,7 +7,7 @@ import re
 import time
 
 from hooks import nodeprovisioner
-from hooks.requests import NodeProvisionerSyncRequest
+from hooks.protocol import NodeProvisionerSyncRequest
 from hooks.settings import CLAIM_APIS, Settings
 from metacontroller.api import decode
 
