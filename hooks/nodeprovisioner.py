@@ -12,8 +12,11 @@ never gets here: `decode` with `hooks.protocol.NodeProvisionerSyncRequest` answe
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional
 
 import pydantic
@@ -24,7 +27,7 @@ from hooks.api import NodeProvisionerSpec, ResourceSpec
 from hooks.protocol import NODE_KEY, WORKSPACE_KEY
 from hooks.settings import ClaimApi, Settings
 from hooks.status import FALSE, TRUE, Cond, render
-from hooks.validation import validate_workspace
+from hooks.validation import FieldError, validate_workspace
 from metacontroller.api import KubeObject, Obj, RequestError, SyncRequest, json_path
 from metacontroller.apply import as_last_applied, last_applied_children
 
@@ -77,8 +80,22 @@ class _NodeIndex:
         return smallest
 
 
-def build_claim(claim_api: ClaimApi, spec: NodeProvisionerSpec, ns: str, ws_name: str, index: int,
-                instance_type: str, match_labels: Mapping[str, str], disk_gib: float) -> Obj:
+@dataclass(frozen=True)
+class ClaimTarget:
+    """What every claim of one sync shares: the API this installation emits and the NodeProvisioner's
+    settings (the nodeClassRef dumped once per sync, not once per claim)."""
+    claim_api: ClaimApi
+    spec: NodeProvisionerSpec
+    node_class_ref: Obj
+
+    @classmethod
+    def of(cls, claim_api: ClaimApi, spec: NodeProvisionerSpec) -> "ClaimTarget":
+        return cls(claim_api, spec, spec.node_class_ref.model_dump(by_alias=True))
+
+
+def build_claim(target: ClaimTarget, ns: str, ws_name: str, index: int, instance_type: str,
+                match_labels: Mapping[str, str], disk_gib: float) -> Obj:
+    claim_api, spec = target.claim_api, target.spec
     name = claim_name(ns, ws_name, index)
     labels = {**match_labels, nodesel.WS_LABEL: ws_name, nodesel.WS_NS_LABEL: ns}
     storage = f"{max(1, int(round(disk_gib)))}Gi"
@@ -105,9 +122,18 @@ def build_claim(claim_api: ClaimApi, spec: NodeProvisionerSpec, ns: str, ws_name
     return {"apiVersion": claim_api.api_version, "kind": claim_api.kind,
             "metadata": {"name": name, "labels": labels, "annotations": {"karpenter.sh/do-not-disrupt": "true"}},
             "spec": {"taints": [dict(GPU_TAINT)],
-                     "nodeClassRef": spec.node_class_ref.model_dump(by_alias=True),
+                     "nodeClassRef": dict(target.node_class_ref),
                      "requirements": requirements,
                      "resources": {"requests": {"storage": storage}}}}
+
+
+@functools.lru_cache(maxsize=65536)
+def _validity(canonical: str) -> tuple[FieldError, ...]:
+    """`validate_workspace` of one Workspace (status left out), memoised by its JSON text: every sync
+    sees every Workspace again, nearly all unchanged, and validation was most of a sync's cost.
+    Keyed by the whole content, so the cache cannot answer for a different spec (Metacontroller
+    sends maps with sorted keys; another order is only a miss)."""
+    return tuple(validate_workspace(json.loads(canonical)))
 
 
 def _ready(claim: Optional[KubeObject]) -> bool:
@@ -160,6 +186,7 @@ def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
             labels = claim.metadata.labels or {}
             claims_of[(labels.get(nodesel.WS_NS_LABEL, ""), labels.get(nodesel.WS_LABEL, ""))].append((claim, sent))
     index = _NodeIndex(sent for _, sent in request.pairs("related", NODE_KEY))
+    target = ClaimTarget.of(emitted, spec)
     used: set[str] = set()
     claims: list[Obj] = []
     summary: list[Obj] = []
@@ -171,7 +198,7 @@ def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
         if ws.metadata.deletionTimestamp:
             continue
         spec_only = {k: v for k, v in sent.items() if k != "status"}
-        errors = validate_workspace(spec_only)
+        errors = _validity(json.dumps(spec_only, separators=(",", ":")))
         if errors:
             # Nothing new, and an edit typo must not take away the nodes a running workspace
             # sits on: its claims stay exactly as last applied.
@@ -183,7 +210,7 @@ def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
             summary.append({"namespace": ns, "name": name, "claims": len(kept), "ready": sum(_ready(c) for c, _ in kept),
                             "invalid": why})
             continue
-        wanted = _wanted_claims(emitted, spec, spec_only, ns, name, index, used)
+        wanted = _wanted_claims(target, spec_only, ns, name, index, used)
         claims += wanted
         if wanted:
             summary.append({"namespace": ns, "name": name, "claims": len(wanted),
@@ -198,8 +225,8 @@ def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
     return reply
 
 
-def _wanted_claims(emitted: ClaimApi, spec: NodeProvisionerSpec, ws: Obj, ns: str, name: str,
-                   index: _NodeIndex, used: set[str]) -> list[Obj]:
+def _wanted_claims(target: ClaimTarget, ws: Obj, ns: str, name: str, index: _NodeIndex,
+                   used: set[str]) -> list[Obj]:
     """The claims a valid Workspace needs: `count` minus the existing nodes it can use (marked used).
 
     `ws` has passed `validate_workspace` (the Workspace model and every rule), so its fields have
@@ -227,4 +254,4 @@ def _wanted_claims(emitted: ClaimApi, spec: NodeProvisionerSpec, ws: Obj, ns: st
         used.add(nm)
         byo += 1
     disk = preset.disk_gib if preset is not None else DEFAULT_DISK_GIB
-    return [build_claim(emitted, spec, ns, name, i, instance_type, match_labels, disk) for i in range(count - byo)]
+    return [build_claim(target, ns, name, i, instance_type, match_labels, disk) for i in range(count - byo)]
