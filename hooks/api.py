@@ -143,9 +143,11 @@ class NodeClassRef(_Spec):
 
 
 class NodeProvisionerSpec(_Spec):
-    claim_api: Literal["machine", "nodeclaim"] = Field(
-        default="nodeclaim",
-        description="machine = karpenter.sh/v1alpha5 Machine (older gpu-provisioner), nodeclaim = karpenter.sh/v1 NodeClaim",
+    claim_api: Literal["machine", "nodeclaim"] | None = Field(
+        default=None,
+        description="optional check only: the deploy overlay decides the claim API (machine = karpenter.sh/v1alpha5 "
+                    "Machine, nodeclaim = karpenter.sh/v1 NodeClaim); a different value here is reported as a False "
+                    "ClaimApi condition",
     )
     node_class_ref: NodeClassRef = Field(default_factory=NodeClassRef, description="NodeClaim only")
     node_pool: str = Field(default="kaito", description="value of karpenter.sh/nodepool on NodeClaims")
@@ -160,9 +162,13 @@ class WorkspaceClaims(_Spec):
     name: str
     claims: int = Field(ge=0)
     ready: int = Field(ge=0)
+    invalid: str | None = Field(default=None, description="why the Workspace's spec is invalid; its claims are kept "
+                                                          "as last applied until it is fixed")
 
 
 class NodeProvisionerStatus(_Spec):
+    claim_api: Literal["machine", "nodeclaim"] | None = Field(
+        default=None, description="the claim API this installation emits (set by the deploy overlay)")
     workspaces: list[WorkspaceClaims] | None = None
     conditions: list[Condition] | None = None
     observed_generation: int | None = None

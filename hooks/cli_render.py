@@ -7,22 +7,20 @@ exactly as the hooks returned it, followed by the Workspace's final status.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any
 
 import yaml
 
-Obj = dict[str, Any]
-LAST_APPLIED = "metacontroller.k8s.io/last-applied-configuration"
+from hooks.settings import CLAIM_APIS, DEFAULT_CLAIM_API, DEFAULT_RUNTIME_IMAGE, Settings
+from metacontroller.api import Obj
+from metacontroller.apply import as_last_applied
 KINDS = (("karpenter.sh/v1alpha5", "Machine"), ("karpenter.sh/v1", "NodeClaim"), ("v1", "ConfigMap"),
          ("v1", "Service"), ("apps/v1", "Deployment"), ("batch/v1", "Job"))
 
 
 def _as_applied(obj: Obj) -> Obj:
     """The object as the hook returned it (Metacontroller's last-applied copy), minus MC's selector label."""
-    raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
-    out = json.loads(raw) if raw else obj
+    out = as_last_applied(obj)
     (out.get("metadata") or {}).get("labels", {}).pop("controller-uid", None)
     return out
 
@@ -34,11 +32,10 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None))
 
 
-def render(workspace: Obj, *, claim_api: str = "nodeclaim", namespace: str = "default",
+def render(workspace: Obj, *, claim_api: str = DEFAULT_CLAIM_API, namespace: str = "default",
            runtime_image: str | None = None, max_rounds: int = 12) -> tuple[list[Obj], Obj]:
     """(claims and children as the hooks emitted them, the Workspace's final status)."""
     from hooks.lifecycle import inprocess_transport, make_world
-    from hooks.settings import CLAIM_APIS, DEFAULT_RUNTIME_IMAGE, Settings
 
     settings = Settings(claim_api=CLAIM_APIS[claim_api], runtime_image=runtime_image or DEFAULT_RUNTIME_IMAGE)
     clock = lambda: "2026-01-01T00:00:00Z"  # noqa: E731 - a fixed clock keeps the output reproducible
@@ -65,8 +62,9 @@ def render(workspace: Obj, *, claim_api: str = "nodeclaim", namespace: str = "de
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kaito render", description=__doc__.splitlines()[0])
     parser.add_argument("-f", "--filename", required=True, help="Workspace YAML file ('-' for stdin)")
-    parser.add_argument("--claim-api", choices=("nodeclaim", "machine"), default="nodeclaim",
-                        help="node-claim API the NodeProvisioner emits (default: nodeclaim)")
+    parser.add_argument("--claim-api", choices=tuple(CLAIM_APIS), default=DEFAULT_CLAIM_API,
+                        help=f"node-claim API the NodeProvisioner emits, as a deploy overlay sets it "
+                             f"(default: {DEFAULT_CLAIM_API})")
     parser.add_argument("-n", "--namespace", default="default", help="namespace when the file names none")
     parser.add_argument("--runtime-image", default=None, help="image for serving/tuning pods")
     args = parser.parse_args(argv)

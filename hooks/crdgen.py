@@ -128,7 +128,7 @@ def workspace_crd() -> dict:
 
 def nodeprovisioner_crd() -> dict:
     columns = [
-        {"name": "ClaimAPI", "type": "string", "jsonPath": ".spec.claimApi"},
+        {"name": "ClaimAPI", "type": "string", "jsonPath": ".status.claimApi"},
         _condition_column("Ready", "Ready"),
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from typing import Any, Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import presets
-from hooks import nodeprovisioner, sync_workspace
+from hooks.routes import BY_PATH, answer
 from hooks.settings import ClaimApi, Settings
+from metacontroller.api import Obj
 from metacontroller.cluster import Cluster
 from metacontroller.emulator import CompositeControllerEmulator
 from metacontroller.errors import HookCallError
 from metacontroller.standins import KarpenterStandIn, WorkloadStandIn
 from metacontroller.world import World
 
-Obj = dict[str, Any]
 HOOK_SERVICE = {"name": "kaito-hooks", "namespace": "kaito-system", "port": 80}
 
 
@@ -52,9 +52,10 @@ def controllers(claim: ClaimApi) -> tuple[Obj, Obj]:
     return ws, np
 
 
-def default_nodeprovisioner(claim: ClaimApi) -> Obj:
+def default_nodeprovisioner() -> Obj:
+    """As the overlays install it: the claim API is the hook server's setting, not a spec field."""
     return {"apiVersion": "kaito.sh/v1alpha1", "kind": "NodeProvisioner", "metadata": {"name": "default"},
-            "spec": {"claimApi": claim.name}}
+            "spec": {}}
 
 
 def sku_gpus(instance_type: str) -> int:
@@ -63,20 +64,13 @@ def sku_gpus(instance_type: str) -> int:
 
 
 def inprocess_transport(settings: Settings, now: Callable[[], str]) -> Callable[[str, Obj, float], bytes]:
-    """Calls the pure core directly, answering like the Flask layer (exceptions become call errors)."""
-    routes = {
-        "/workspace/customize": lambda b: sync_workspace.customize(b["parent"], settings),
-        "/workspace/sync": lambda b: sync_workspace.sync(b, settings, now()),
-        "/nodeprovisioner/customize": lambda b: nodeprovisioner.customize(b["parent"]),
-        "/nodeprovisioner/sync": lambda b: nodeprovisioner.sync(b, now()),
-    }
+    """Serves `hooks.routes.ROUTES` in-process, with the Flask layer's status codes (non-200 -> call error)."""
 
     def call(url: str, body: Obj, timeout: float) -> bytes:  # noqa: ARG001 - same signature as HTTP
-        path = urllib.parse.urlsplit(url).path
-        try:
-            return json.dumps(routes[path](json.loads(json.dumps(body))), separators=(",", ":")).encode()
-        except Exception as exc:  # a hook error answers 500: nothing changes
-            raise HookCallError(f"unsupported status code: 500 body: {type(exc).__name__}: {exc}") from exc
+        status, payload = answer(BY_PATH[urllib.parse.urlsplit(url).path], json.dumps(body).encode(), settings, now())
+        if status != 200:
+            raise HookCallError(f"unsupported status code: {status} body: {payload[:500]!r}")
+        return payload
 
     return call
 
@@ -90,7 +84,7 @@ def make_world(settings: Settings, *, base_url: Optional[str] = None,
     ws_cc, np_cc = controllers(settings.claim_api)
     emulators = [CompositeControllerEmulator(cluster, cc, base_url=base_url, transport=transport)
                  for cc in (np_cc, ws_cc)]
-    cluster.create(default_nodeprovisioner(settings.claim_api))
+    cluster.create(default_nodeprovisioner())
     standins = [KarpenterStandIn(cluster, sku_gpus, set(unavailable)),
                 WorkloadStandIn(cluster, job_run_ticks=job_run_ticks)]
     return World(cluster, emulators, standins)

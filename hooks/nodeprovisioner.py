@@ -4,28 +4,41 @@ For each related Workspace: claims wanted = `count` minus the existing (bring-yo
 that qualify and no other workspace uses. Claim names are deterministic, so the same world
 always yields the same claims; a deleted Workspace stops asking and its claims are dropped.
 Nodes are indexed once per sync by label, so the whole sync is O(nodes + workspaces).
+
+The same rule as the Workspace sync (DESIGN.md §5): a Workspace whose spec is invalid (whatever
+`validate_workspace` reports, which is what the Workspace sync calls InvalidSpec) keeps its claims
+exactly as last applied and gets none new; the status names it and says why. A malformed request
+never gets here: `decode` with `hooks.protocol.NodeProvisionerSyncRequest` answers it with a 4xx.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import defaultdict
-from typing import Any, Iterable, Mapping, Optional
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Optional
+
+import pydantic
 
 import presets
 from hooks import nodes as nodesel
-from hooks.api import NodeProvisionerSpec
+from hooks.api import NodeProvisionerSpec, ResourceSpec
+from hooks.protocol import NODE_KEY, WORKSPACE_KEY
+from hooks.settings import ClaimApi, Settings
 from hooks.status import FALSE, TRUE, Cond, render
-from hooks.validation import gpu_fit
-from metacontroller.api import group_key
+from hooks.validation import FieldError, validate_workspace
+from metacontroller.api import KubeObject, Obj, RequestError, SyncRequest, json_path
+from metacontroller.apply import as_last_applied, last_applied_children
 
-Obj = dict[str, Any]
-WORKSPACE_KEY = group_key("kaito.sh/v1alpha1", "Workspace")
-NODE_KEY = group_key("v1", "Node")
 GPU_TAINT = {"key": "sku", "value": "gpu", "effect": "NoSchedule"}
-DEFAULT_INSTANCE_TYPE = "Standard_NC24ads_A100_v4"
 DEFAULT_DISK_GIB = 120
-LAST_APPLIED = "metacontroller.k8s.io/last-applied-configuration"
+#: The ResourceSpec defaults (count, instanceType), read from the model: one home for each.
+DEFAULTS = ResourceSpec.model_construct()
+#: Invalid Workspaces named in the WorkspacesValid condition's message; the rest are counted.
+MAX_NAMED_INVALID = 10
+#: Longest reason an invalid Workspace gets in the status (a value it quotes may be huge).
+MAX_REASON_CHARS = 1000
 
 
 def claim_name(namespace: str, name: str, index: int) -> str:
@@ -34,7 +47,11 @@ def claim_name(namespace: str, name: str, index: int) -> str:
 
 
 def customize(parent: Obj) -> Obj:
-    spec = NodeProvisionerSpec.model_validate(parent.get("spec") or {})
+    try:
+        spec = NodeProvisionerSpec.model_validate(parent.get("spec") or {})
+    except pydantic.ValidationError as exc:
+        raise RequestError(422, [f"{json_path(('parent', 'spec', *e['loc']))}: {e['msg']}"
+                                 for e in exc.errors(include_url=False)]) from exc
     selector = spec.workspace_selector.model_dump(by_alias=True, exclude_none=True) if spec.workspace_selector else {}
     return {"relatedResources": [
         {"apiVersion": "kaito.sh/v1alpha1", "resource": "workspaces", "labelSelector": selector},
@@ -63,54 +80,28 @@ class _NodeIndex:
         return smallest
 
 
-def _workspace_shape(ws: Obj) -> Optional[tuple[str, str, Optional[str]]]:
-    """(purpose, instanceType, preset name) or None when the object is not a usable Workspace."""
-    res = ws.get("resource")
-    if not isinstance(res, Mapping):
-        return None
-    if isinstance(ws.get("inference"), Mapping):
-        preset = ((ws["inference"].get("preset") or {}).get("name"))
-        return "inference", res.get("instanceType") or DEFAULT_INSTANCE_TYPE, preset
-    if isinstance(ws.get("tuning"), Mapping):
-        return "tuning", res.get("instanceType") or DEFAULT_INSTANCE_TYPE, (ws["tuning"].get("preset") or {}).get("name")
-    return None
+@dataclass(frozen=True)
+class ClaimTarget:
+    """What every claim of one sync shares: the API this installation emits and the NodeProvisioner's
+    settings (the nodeClassRef dumped once per sync, not once per claim)."""
+    claim_api: ClaimApi
+    spec: NodeProvisionerSpec
+    node_class_ref: Obj
+
+    @classmethod
+    def of(cls, claim_api: ClaimApi, spec: NodeProvisionerSpec) -> "ClaimTarget":
+        return cls(claim_api, spec, spec.node_class_ref.model_dump(by_alias=True))
 
 
-class _CatalogCheck:
-    """Per-sync memo of 'does this preset fit this many nodes of this instance type'."""
-
-    def __init__(self) -> None:
-        self.memo: dict[tuple, Optional[presets.Preset | bool]] = {}
-
-    def preset_if_ok(self, purpose: str, preset_name: Optional[str], instance_type: str, count: int):
-        key = (purpose, preset_name, instance_type, count)
-        if key not in self.memo:
-            self.memo[key] = self._check(*key)
-        return self.memo[key]
-
-    @staticmethod
-    def _check(purpose: str, preset_name: Optional[str], instance_type: str, count: int):
-        if preset_name is None:
-            return True  # a template workspace: nothing to check against the catalog
-        try:
-            preset = presets.get_preset(preset_name)
-        except presets.PresetNotFound:
-            return None
-        if purpose == "tuning" and not preset.tunable:
-            return None
-        if purpose == "inference" and gpu_fit(preset, instance_type, count):
-            return None
-        return preset
-
-
-def build_claim(spec: NodeProvisionerSpec, ns: str, ws_name: str, index: int, instance_type: str,
+def build_claim(target: ClaimTarget, ns: str, ws_name: str, index: int, instance_type: str,
                 match_labels: Mapping[str, str], disk_gib: float) -> Obj:
+    claim_api, spec = target.claim_api, target.spec
     name = claim_name(ns, ws_name, index)
     labels = {**match_labels, nodesel.WS_LABEL: ws_name, nodesel.WS_NS_LABEL: ns}
     storage = f"{max(1, int(round(disk_gib)))}Gi"
-    if spec.claim_api == "machine":
+    if claim_api.kind == "Machine":
         labels["karpenter.sh/provisioner-name"] = spec.provisioner_name
-        return {"apiVersion": "karpenter.sh/v1alpha5", "kind": "Machine",
+        return {"apiVersion": claim_api.api_version, "kind": claim_api.kind,
                 "metadata": {"name": name, "labels": labels},
                 "spec": {"machineTemplateRef": {"name": name},
                          "taints": [dict(GPU_TAINT)],
@@ -128,95 +119,139 @@ def build_claim(spec: NodeProvisionerSpec, ns: str, ws_name: str, index: int, in
         {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]
     if instance_type.startswith("Standard_"):
         requirements.append({"key": "karpenter.azure.com/sku-name", "operator": "In", "values": [instance_type]})
-    return {"apiVersion": "karpenter.sh/v1", "kind": "NodeClaim",
+    return {"apiVersion": claim_api.api_version, "kind": claim_api.kind,
             "metadata": {"name": name, "labels": labels, "annotations": {"karpenter.sh/do-not-disrupt": "true"}},
             "spec": {"taints": [dict(GPU_TAINT)],
-                     "nodeClassRef": spec.node_class_ref.model_dump(by_alias=True),
+                     "nodeClassRef": dict(target.node_class_ref),
                      "requirements": requirements,
                      "resources": {"requests": {"storage": storage}}}}
 
 
-def _as_last_applied(obj: Obj) -> Obj:
-    raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
-    if raw:
-        return json.loads(raw)
-    meta = obj["metadata"]
-    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
-            "metadata": {"name": meta["name"], "labels": meta.get("labels") or {}}, "spec": obj.get("spec") or {}}
+@functools.lru_cache(maxsize=65536)
+def _validity(canonical: str) -> tuple[FieldError, ...]:
+    """`validate_workspace` of one Workspace (status left out), memoised by its JSON text: every sync
+    sees every Workspace again, nearly all unchanged, and validation was most of a sync's cost.
+    Keyed by the whole content, so the cache cannot answer for a different spec (Metacontroller
+    sends maps with sorted keys; another order is only a miss)."""
+    return tuple(validate_workspace(json.loads(canonical)))
 
 
-def _claim_ready(claim: Optional[Obj]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in ((claim or {}).get("status") or {}).get("conditions") or [])
+def _ready(claim: Optional[KubeObject]) -> bool:
+    conditions = (claim.status.conditions if claim is not None and claim.status else None) or []
+    return any(c.type == "Ready" and c.status == TRUE for c in conditions)
 
 
-def sync(request: Obj, now: str) -> Obj:
-    parent = request["parent"]
-    spec = NodeProvisionerSpec.model_validate(parent.get("spec") or {})
-    related = request.get("related") or {}
-    observed_claims: dict[str, Obj] = {}
-    claims_of: dict[tuple[str, str], list[Obj]] = defaultdict(list)
-    for group in (request.get("children") or {}).values():
-        for obj in (group or {}).values():
-            observed_claims[obj["metadata"]["name"]] = obj
-            labels = obj["metadata"].get("labels") or {}
-            claims_of[(labels.get(nodesel.WS_NS_LABEL, ""), labels.get(nodesel.WS_LABEL, ""))].append(obj)
-    index = _NodeIndex((related.get(NODE_KEY) or {}).values())
-    check = _CatalogCheck()
+def _claim_api_condition(asked: Optional[str], emitted: ClaimApi) -> Cond:
+    if asked is None or asked == emitted.name:
+        return Cond("ClaimApi", TRUE, "ClaimApiMatches",
+                    f"emitting {emitted.api_version} {emitted.kind} ({emitted.name}), as the deploy overlay sets")
+    return Cond("ClaimApi", FALSE, "ClaimApiMismatch",
+                f"spec.claimApi asks for {asked} but this installation emits {emitted.name} "
+                f"({emitted.api_version} {emitted.kind}), set by its deploy overlay (KAITO_CLAIM_API and the "
+                f"controller's child kind); the overlay wins: remove spec.claimApi or set it to {emitted.name}")
+
+
+def _validity_condition(invalid: list[tuple[str, str]]) -> Cond:
+    if not invalid:
+        return Cond("WorkspacesValid", TRUE, "AllWorkspacesValid", "every related Workspace is valid")
+    named = "; ".join(f"{ref}: {why}" for ref, why in invalid[:MAX_NAMED_INVALID])
+    more = f"; and {len(invalid) - MAX_NAMED_INVALID} more" if len(invalid) > MAX_NAMED_INVALID else ""
+    return Cond("WorkspacesValid", FALSE, "InvalidWorkspaces",
+                f"{len(invalid)} Workspace{'s' if len(invalid) != 1 else ''} invalid, claims kept as last applied: "
+                f"{named}{more}")
+
+
+def _reply(request: SyncRequest, conds: list[Cond], now: str, status: Obj, children: list[Obj]) -> Obj:
+    observed = (request.raw["parent"].get("status") or {}).get("conditions")
+    status["conditions"] = render(conds, observed, now, request.parent.metadata.generation or 0)
+    return {"status": status, "children": children}
+
+
+def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
+    emitted = settings.claim_api
+    try:
+        spec = NodeProvisionerSpec.model_validate(request.raw["parent"].get("spec") or {})
+    except pydantic.ValidationError as exc:
+        # An invalid NodeProvisioner keeps every claim as last applied, like an invalid Workspace.
+        why = "; ".join(f"{json_path(('spec', *e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+        conds = [Cond("Ready", FALSE, "InvalidSpec", why), _claim_api_condition(None, emitted)]
+        return _reply(request, conds, now, {"claimApi": emitted.name, "workspaces": []},
+                      last_applied_children(request.raw.get("children") or {}))
+
+    observed_claims: dict[str, KubeObject] = {}
+    claims_of: dict[tuple[str, str], list[tuple[KubeObject, Obj]]] = defaultdict(list)
+    for group in sorted(request.children):
+        for claim, sent in request.pairs("children", group):
+            observed_claims[claim.metadata.name] = claim
+            labels = claim.metadata.labels or {}
+            claims_of[(labels.get(nodesel.WS_NS_LABEL, ""), labels.get(nodesel.WS_LABEL, ""))].append((claim, sent))
+    index = _NodeIndex(sent for _, sent in request.pairs("related", NODE_KEY))
+    target = ClaimTarget.of(emitted, spec)
     used: set[str] = set()
     claims: list[Obj] = []
     summary: list[Obj] = []
-    workspaces = sorted((related.get(WORKSPACE_KEY) or {}).values(),
-                        key=lambda w: (w["metadata"].get("namespace", ""), w["metadata"]["name"]))
-    for ws in workspaces:
-        meta = ws["metadata"]
-        if meta.get("deletionTimestamp"):
+    invalid: list[tuple[str, str]] = []
+    workspaces = sorted(request.pairs("related", WORKSPACE_KEY),
+                        key=lambda pair: (pair[0].metadata.namespace, pair[0].metadata.name))
+    for ws, sent in workspaces:
+        ns, name = ws.metadata.namespace or "", ws.metadata.name
+        if ws.metadata.deletionTimestamp:
             continue
-        shape = _workspace_shape(ws)
-        if shape is None:
+        spec_only = {k: v for k, v in sent.items() if k != "status"}
+        errors = _validity(json.dumps(spec_only, separators=(",", ":")))
+        if errors:
+            # Nothing new, and an edit typo must not take away the nodes a running workspace
+            # sits on: its claims stay exactly as last applied.
+            kept = sorted(claims_of.get((ns, name), []), key=lambda pair: pair[0].metadata.name)
+            claims += [as_last_applied(claim_sent) for _, claim_sent in kept]
+            why = "; ".join(map(str, errors))
+            why = why if len(why) <= MAX_REASON_CHARS else why[:MAX_REASON_CHARS - 3] + "..."
+            invalid.append((f"{ns}/{name}", why))
+            summary.append({"namespace": ns, "name": name, "claims": len(kept), "ready": sum(_ready(c) for c, _ in kept),
+                            "invalid": why})
             continue
-        purpose, instance_type, preset_name = shape
-        res = ws["resource"]
-        count = res.get("count") or 1
-        if not isinstance(count, int) or count < 1:
-            continue
-        ns, name = meta.get("namespace", ""), meta["name"]
-        preset = check.preset_if_ok(purpose, preset_name, instance_type, count)
-        if preset is None:
-            # Invalid: nothing new, but an edit typo must not take away the nodes a running
-            # workspace sits on, so its existing claims are kept exactly as last applied.
-            claims += [_as_last_applied(c) for c in sorted(claims_of.get((ns, name), []),
-                                                           key=lambda c: c["metadata"]["name"])]
-            continue
-        match_labels = nodesel.selector_labels(res.get("labelSelector"))
-        preferred = res.get("preferredNodes") or []
-        sku = presets.get_sku(instance_type)
-        needs_gpu = (sku.gpus if sku else 1) > 0
-        byo = 0
-        pool = [index.by_name[p] for p in preferred if p in index.by_name] + index.candidates(match_labels, instance_type)
-        for node in pool:
-            if byo >= count:
-                break
-            nm = node["metadata"]["name"]
-            if nm in used or not nodesel.qualifies(node, namespace=ns, name=name, instance_type=instance_type,
-                                                   match_labels=match_labels, preferred=preferred,
-                                                   needs_gpu=needs_gpu):
-                continue
-            used.add(nm)
-            byo += 1
-        disk = preset.disk_gib if isinstance(preset, presets.Preset) else DEFAULT_DISK_GIB
-        wanted = [build_claim(spec, ns, name, i, instance_type, match_labels, disk) for i in range(count - byo)]
+        wanted = _wanted_claims(target, spec_only, ns, name, index, used)
         claims += wanted
         if wanted:
             summary.append({"namespace": ns, "name": name, "claims": len(wanted),
-                            "ready": sum(_claim_ready(observed_claims.get(c["metadata"]["name"])) for c in wanted)})
+                            "ready": sum(_ready(observed_claims.get(c["metadata"]["name"])) for c in wanted)})
     total, ready = sum(s["claims"] for s in summary), sum(s["ready"] for s in summary)
     cond = Cond("Ready", TRUE, "ClaimsReady", f"{ready} of {total} node claims ready") if ready >= total else \
         Cond("Ready", FALSE, "ClaimsPending", f"{ready} of {total} node claims ready")
-    observed = (parent.get("status") or {}).get("conditions")
-    generation = int((parent.get("metadata") or {}).get("generation") or 0)
-    status = {"workspaces": summary, "conditions": render([cond], observed, now, generation)}
-    reply: Obj = {"status": status, "children": claims}
+    conds = [cond, _claim_api_condition(spec.claim_api, emitted), _validity_condition(invalid)]
+    reply = _reply(request, conds, now, {"claimApi": emitted.name, "workspaces": summary}, claims)
     if ready < total:
-        reply["resyncAfterSeconds"] = 15.0
+        reply["resyncAfterSeconds"] = settings.pending_resync_seconds
     return reply
+
+
+def _wanted_claims(target: ClaimTarget, ws: Obj, ns: str, name: str, index: _NodeIndex,
+                   used: set[str]) -> list[Obj]:
+    """The claims a valid Workspace needs: `count` minus the existing nodes it can use (marked used).
+
+    `ws` has passed `validate_workspace` (the Workspace model and every rule), so its fields have
+    the model's types; reading them from the mapping spares a second model parse per Workspace,
+    which dominated syncs of thousands of Workspaces.
+    """
+    res = ws["resource"]
+    count = res.get("count", DEFAULTS.count)
+    instance_type = res.get("instanceType", DEFAULTS.instance_type)
+    purpose = ws.get("inference") or ws.get("tuning") or {}
+    preset = presets.get_preset(purpose["preset"]["name"]) if purpose.get("preset") else None
+    match_labels = nodesel.selector_labels(res.get("labelSelector"))
+    preferred = res.get("preferredNodes") or []
+    sku = presets.get_sku(instance_type)
+    needs_gpu = (sku.gpus if sku else 1) > 0
+    byo = 0
+    pool = [index.by_name[p] for p in preferred if p in index.by_name] + index.candidates(match_labels, instance_type)
+    for node in pool:
+        if byo >= count:
+            break
+        nm = node["metadata"]["name"]
+        if nm in used or not nodesel.qualifies(node, namespace=ns, name=name, instance_type=instance_type,
+                                               match_labels=match_labels, preferred=preferred, needs_gpu=needs_gpu):
+            continue
+        used.add(nm)
+        byo += 1
+    disk = preset.disk_gib if preset is not None else DEFAULT_DISK_GIB
+    return [build_claim(target, ns, name, i, instance_type, match_labels, disk) for i in range(count - byo)]

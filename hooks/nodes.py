@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Optional
 
-Obj = dict[str, Any]
+from metacontroller.api import Obj
+
 WS_LABEL = "kaito.sh/workspace"
 WS_NS_LABEL = "kaito.sh/workspacenamespace"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"

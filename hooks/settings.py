@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from metacontroller.api import group_key
 
 DEFAULT_RUNTIME_IMAGE = "ghcr.io/kaito-ray/runtime:0.1.0"
+#: The claim API when KAITO_CLAIM_API is unset. Each deploy overlay sets KAITO_CLAIM_API together
+#: with the NodeProvisioner controller's child kind: that overlay setting is the one source of truth.
+DEFAULT_CLAIM_API = "nodeclaim"
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    claim_api: ClaimApi = CLAIM_APIS["nodeclaim"]
+    claim_api: ClaimApi = CLAIM_APIS[DEFAULT_CLAIM_API]
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
     #: how soon Metacontroller should call again while something is still converging
     pending_resync_seconds: float = 15.0
@@ -42,7 +45,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
-        api = env.get("KAITO_CLAIM_API", "nodeclaim").strip().lower()
+        api = env.get("KAITO_CLAIM_API", DEFAULT_CLAIM_API).strip().lower()
         if api not in CLAIM_APIS:
             raise SettingsError(f"KAITO_CLAIM_API={api!r}; accepted: {', '.join(CLAIM_APIS)}")
         image = env.get("KAITO_RUNTIME_IMAGE", DEFAULT_RUNTIME_IMAGE).strip() or DEFAULT_RUNTIME_IMAGE

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-Obj = dict[str, Any]
+from metacontroller.api import Obj
+
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 #: Fixed output order, so the list never reorders between syncs.
 ORDER = ("ResourceReady", "InferenceReady", "JobStarted", "WorkspaceSucceeded", "WorkspaceReady")

@@ -7,8 +7,7 @@ appear only once `count` qualifying nodes are Ready; status is deterministic.
 """
 from __future__ import annotations
 
-import json
-from typing import Any, Iterable, Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 import presets
 from hooks import nodes as nodesel
@@ -19,10 +18,9 @@ from hooks.children.tuning import TuningPlan
 from hooks.settings import Settings
 from hooks.status import FALSE, TRUE, Cond, combined, render
 from hooks.validation import validate_workspace
-from metacontroller.api import group_key
+from metacontroller.api import Obj, group_key
+from metacontroller.apply import last_applied_children
 
-Obj = dict[str, Any]
-LAST_APPLIED = "metacontroller.k8s.io/last-applied-configuration"
 NODE_KEY = group_key("v1", "Node")
 DEPLOYMENT_KEY = group_key("apps/v1", "Deployment")
 JOB_KEY = group_key("batch/v1", "Job")
@@ -46,25 +44,6 @@ def customize(parent: Obj, settings: Settings) -> Obj:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def kept_children(children: Mapping[str, Mapping[str, Obj]]) -> list[Obj]:
-    """Observed children as last applied: replying with them changes nothing and deletes nothing."""
-    out = []
-    for group in sorted(children):
-        for key in sorted(children[group]):
-            obj = children[group][key]
-            raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
-            if raw:
-                out.append(json.loads(raw))
-                continue
-            meta = obj.get("metadata") or {}
-            keep = {"name": meta.get("name"), "namespace": meta.get("namespace"),
-                    "labels": meta.get("labels") or {}}
-            out.append({"apiVersion": obj["apiVersion"], "kind": obj["kind"],
-                        "metadata": {k: v for k, v in keep.items() if v is not None},
-                        **{k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}})
-    return out
-
-
 def _claim_failure(claims: Iterable[Obj]) -> Optional[str]:
     for claim in sorted(claims, key=lambda c: c["metadata"]["name"]):
         for c in (claim.get("status") or {}).get("conditions") or []:
@@ -112,7 +91,7 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
         conds = [Cond(t, FALSE, "InvalidSpec", message) for t in ("ResourceReady", "WorkspaceReady")]
         conds.append(Cond("JobStarted" if parent.get("tuning") else "InferenceReady", FALSE, "InvalidSpec", message))
         status = {"workerNodes": sorted(previous_nodes), "conditions": render(conds, observed_conditions, now, generation)}
-        return {"status": status, "children": kept_children(children)}
+        return {"status": status, "children": last_applied_children(children)}
 
     ws = Workspace.model_validate(spec_only)
     res = ws.resource

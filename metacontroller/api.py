@@ -4,13 +4,22 @@ Shapes follow metacontroller `pkg/controller/composite/api/v2/hooks.go`:
 children/related maps are keyed `Kind.apiVersion` (e.g. `Deployment.apps/v1`), then
 `namespace/name` for namespaced objects and plain `name` for cluster-scoped ones.
 The reply models forbid extra keys because v2 hooks default to strict unmarshalling.
+
+Requests are decoded once, by `decode`: JSON -> nesting and text checks -> the request model.
+Every shape problem is a `RequestError` naming its JSON path (a 4xx for a hook server), so what
+comes after the decode sees typed objects whose identity, map keys and status fields are sound.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+import json
+from typing import Any, Iterable, Optional, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr,
+                      ValidationError, model_validator)
 
+from .apply import LAST_APPLIED
+
+#: A Kubernetes object (or any JSON object) as a plain dict. The one definition of this alias.
 Obj = dict[str, Any]
 # `Kind.apiVersion` -> (`namespace/name` | `name`) -> object
 ObjectMap = dict[str, dict[str, Obj]]
@@ -67,23 +76,9 @@ class RelatedResourceRule(_Model):
     names: Optional[list[str]] = Field(default=None, description="exact names; excludes both selectors")
 
 
-class CustomizeRequest(_Model):
-    controller: Obj = Field(description="the whole CompositeController object")
-    parent: Obj = Field(description="the parent object")
-
-
 class CustomizeResponse(_Model):
     relatedResources: list[RelatedResourceRule] = Field(default_factory=list,
                                                         description="rules selecting related objects")
-
-
-class SyncRequest(_Model):
-    """Body of a sync or finalize call (`finalizing` tells them apart)."""
-    controller: Obj = Field(description="the whole CompositeController object")
-    parent: Obj = Field(description="the parent object")
-    children: ObjectMap = Field(default_factory=dict, description="observed owned children, v2 keyed")
-    related: ObjectMap = Field(default_factory=dict, description="objects selected by the customize reply")
-    finalizing: bool = Field(default=False, description="true when called as the finalize hook")
 
 
 class SyncResponse(_Model):
@@ -101,3 +96,249 @@ class SyncResponse(_Model):
         if self.finalized:
             out["finalized"] = True
         return out
+
+
+# -- request decoding -----------------------------------------------------------------------
+#: Deepest JSON nesting a hook request may have. Kubernetes objects stay far below it (a Pod
+#: template is ~15 levels); anything deeper is refused before it can exhaust the recursion limit
+#: of whatever reads it next (copying, merging, encoding the reply).
+MAX_NESTING = 100
+
+
+class RequestError(ValueError):
+    """A hook request that does not follow the v2 protocol: `status` 400 (not JSON) or 422 (shape)."""
+
+    def __init__(self, status: int, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.status = status
+        self.problems = problems
+
+
+def json_path(loc: Iterable[Any]) -> str:
+    """`('children', 'Deployment.apps/v1', 'ns/a', 'metadata')` -> `children['Deployment.apps/v1']['ns/a'].metadata`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out and (not part.isidentifier()):
+            out += f"[{part!r}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class _WireKept(BaseModel):
+    """A decoded request that also keeps its wire form (`raw`), checked but untouched: objects pass
+    through to replies and last-applied copies exactly as they arrived. (One wrap validator per
+    request, not per object: per-object Python validators cost more than the rest of a sync.)"""
+    _raw: Obj = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_wire_form(cls, data: Any, handler: Any) -> Any:
+        obj = handler(data)
+        if isinstance(data, dict):
+            obj._raw = data
+        return obj
+
+    @property
+    def raw(self) -> Obj:
+        """The object exactly as it arrived (already checked by this model): for pass-through and last-applied."""
+        return self._raw
+
+
+class _Open(BaseModel):
+    """A Kubernetes structure whose fields we read are typed; the others pass through untouched."""
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class ObjectMeta(_Open):
+    name: StrictStr = Field(min_length=1, max_length=253, description="object name")
+    namespace: Optional[StrictStr] = Field(default=None, max_length=63, description="absent when cluster-scoped")
+    uid: Optional[StrictStr] = Field(default=None, description="set by the API server")
+    generation: Optional[StrictInt] = Field(default=None, ge=0, description="spec generation")
+    labels: Optional[dict[StrictStr, StrictStr]] = Field(default=None, description="labels")
+    annotations: Optional[dict[StrictStr, StrictStr]] = Field(default=None, description="annotations")
+    deletionTimestamp: Optional[StrictStr] = Field(default=None, description="set once deletion started")
+
+
+class Condition(_Open):
+    type: StrictStr = Field(description="condition type, e.g. Ready")
+    status: StrictStr = Field(description="True, False or Unknown")
+    reason: Optional[StrictStr] = Field(default=None, description="CamelCase reason")
+    message: Optional[StrictStr] = Field(default=None, description="human-readable detail")
+    lastTransitionTime: Optional[StrictStr] = Field(default=None, description="RFC 3339 time")
+
+
+class ObjectStatus(_Open):
+    """The status fields of Kubernetes' conventions that controllers read (Deployments, Jobs, Nodes, claims)."""
+    conditions: Optional[list[Condition]] = Field(default=None, description="status conditions")
+    observedGeneration: Optional[StrictInt] = Field(default=None, description="generation the controller saw")
+    replicas: Optional[StrictInt] = Field(default=None, description="Deployment replicas")
+    readyReplicas: Optional[StrictInt] = Field(default=None, description="Deployment ready replicas")
+    updatedReplicas: Optional[StrictInt] = Field(default=None, description="Deployment updated replicas")
+    availableReplicas: Optional[StrictInt] = Field(default=None, description="Deployment available replicas")
+    active: Optional[StrictInt] = Field(default=None, description="Job active pods")
+    ready: Optional[StrictInt] = Field(default=None, description="Job ready pods")
+    succeeded: Optional[StrictInt] = Field(default=None, description="Job succeeded pods")
+    failed: Optional[StrictInt] = Field(default=None, description="Job failed pods")
+    capacity: Optional[dict[StrictStr, StrictStr]] = Field(default=None, description="Node capacity")
+    allocatable: Optional[dict[StrictStr, StrictStr]] = Field(default=None, description="Node allocatable")
+
+
+class KubeObject(_Open):
+    apiVersion: StrictStr = Field(min_length=1, description="e.g. apps/v1")
+    kind: StrictStr = Field(min_length=1, description="e.g. Deployment")
+    metadata: ObjectMeta = Field(description="object metadata")
+    status: Optional[ObjectStatus] = Field(default=None, description="status, written by controllers")
+
+    @property
+    def key(self) -> str:
+        """The v2 inner map key of this object."""
+        ns = self.metadata.namespace
+        return f"{ns}/{self.metadata.name}" if ns else self.metadata.name
+
+
+#: `Kind.apiVersion` -> v2 object key -> object, as a typed request carries it.
+TypedObjectMap = dict[StrictStr, dict[StrictStr, KubeObject]]
+
+
+def _check_map(field: str, groups: TypedObjectMap) -> list[str]:
+    problems = []
+    for group, objects in groups.items():
+        for key, obj in objects.items():
+            path = json_path((field, group, key))
+            if group_key(obj.apiVersion, obj.kind) != group:
+                problems.append(f"{path}: a {obj.kind}.{obj.apiVersion} under group {group!r}")
+            if obj.key != key:
+                problems.append(f"{path}: key must be the object's v2 key {obj.key!r}")
+            if field == "children":
+                problems += _check_last_applied(path, obj)
+    return problems
+
+
+def _check_last_applied(path: str, obj: KubeObject) -> list[str]:
+    """Metacontroller writes the desired child itself into this annotation; one that is not JSON, or
+    names another object, would make "keep it as last applied" answer for the wrong child."""
+    raw = (obj.metadata.annotations or {}).get(LAST_APPLIED)
+    if raw is None:
+        return []
+    where = f"{path}.metadata.annotations[{LAST_APPLIED!r}]"
+    try:
+        applied = json.loads(raw)
+    except (ValueError, RecursionError):
+        applied = None
+    if not isinstance(applied, dict):
+        return [f"{where}: must hold a JSON object"]
+    meta = applied.get("metadata") if isinstance(applied.get("metadata"), dict) else {}
+    same = (applied.get("apiVersion"), applied.get("kind"), meta.get("name")) == \
+        (obj.apiVersion, obj.kind, obj.metadata.name) and meta.get("namespace") in (None, obj.metadata.namespace)
+    return [] if same else [f"{where}: describes another object"]
+
+
+class _Request(_WireKept):
+    # Metacontroller may add request fields in later versions: unknown keys are ignored.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class CustomizeRequest(_Request):
+    controller: Obj = Field(default_factory=dict, description="the whole CompositeController object")
+    parent: KubeObject = Field(description="the parent object")
+
+
+class SyncRequest(_Request):
+    """Body of a sync or finalize call (`finalizing` tells them apart)."""
+    controller: Obj = Field(default_factory=dict, description="the whole CompositeController object")
+    parent: KubeObject = Field(description="the parent object")
+    children: TypedObjectMap = Field(default_factory=dict, description="observed owned children, v2 keyed")
+    related: TypedObjectMap = Field(description="objects selected by the customize reply; `{}` without one")
+    finalizing: StrictBool = Field(default=False, description="true when called as the finalize hook")
+
+    @model_validator(mode="after")
+    def _keys_match_objects(self) -> "SyncRequest":
+        problems = _check_map("children", self.children) + _check_map("related", self.related)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def pairs(self, field: str, group: str) -> list[tuple[KubeObject, Obj]]:
+        """(typed, as-sent) for every object of one group of `children` or `related`, in key order."""
+        typed, sent = getattr(self, field).get(group) or {}, (self.raw.get(field) or {}).get(group) or {}
+        return [(typed[k], sent[k]) for k in sorted(typed)]
+
+
+Request = TypeVar("Request", bound=BaseModel)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_tree(value: Any, surrogates: bool) -> Optional[str]:
+    """The first nesting (or, with `surrogates`, lone-surrogate) problem in a parsed JSON value.
+
+    Iterative, so it cannot itself run out of stack; paths are built only once a problem is found.
+    """
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for v in children:
+            if isinstance(v, (dict, list)):
+                if depth >= MAX_NESTING:
+                    return f"{_path_to(value, v)}: JSON nests deeper than {MAX_NESTING} levels"
+                stack.append((v, depth + 1))
+            elif surrogates and isinstance(v, str) and not v.isascii() and not _utf8(v):
+                return f"{_path_to(value, v)}: text holds a lone UTF-16 surrogate"
+        if surrogates and isinstance(item, dict) and any(not k.isascii() and not _utf8(k) for k in item):
+            return f"{_path_to(value, item) or 'body'}: a key holds a lone UTF-16 surrogate"
+    return None
+
+
+def _path_to(root: Any, target: Any) -> str:
+    """The JSON path of `target` (found by identity) inside `root`, for error messages."""
+    stack: list[tuple[Any, tuple]] = [(root, ())]
+    while stack:
+        item, loc = stack.pop()
+        pairs = item.items() if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else ()
+        for k, v in pairs:
+            if v is target:
+                return json_path(loc + (k,))
+            if isinstance(v, (dict, list)):
+                stack.append((v, loc + (k,)))
+    return "body"
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def decode(model: type[Request], body: bytes) -> Request:
+    """The one decoding step of a hook request: bytes -> `model`, or RequestError naming the path."""
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise RequestError(400, [f"body: JSON nests deeper than {MAX_NESTING} levels"]) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, [f"request body is not valid JSON: {exc}"]) from exc
+    if not isinstance(data, dict):
+        raise RequestError(422, [f"body: must be a JSON object, got {type(data).__name__}"])
+    # A lone surrogate can only arrive as a \\u escape (raw UTF-8 cannot encode one), so most
+    # bodies skip that part of the walk.
+    problem = _check_tree(data, surrogates=b"\\ud" in body or b"\\uD" in body)
+    if problem:
+        raise RequestError(422, [problem])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestError(422, [_problem(e) for e in exc.errors(include_url=False)]) from exc
+
+
+def _problem(err: Any) -> str:
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{json_path(loc) or 'body'}: {msg}"

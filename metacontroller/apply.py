@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 LAST_APPLIED = "metacontroller.k8s.io/last-applied-configuration"
 #: Priority order of conventional list merge keys (`knownMergeKeys` in apply.go).
@@ -62,6 +62,23 @@ def last_applied_of(obj: dict) -> Optional[dict]:
     return json.loads(raw) if raw else None
 
 
+def as_last_applied(obj: dict) -> dict:
+    """The child as its controller last asked for it: replying with it changes and deletes nothing.
+
+    The last-applied annotation when there is one (Metacontroller writes it on every create and
+    update); otherwise the observed object without status and without what the API server sets in
+    metadata (only name, namespace and labels are kept there).
+    """
+    applied = last_applied_of(obj)
+    if applied is not None:
+        return applied
+    meta = obj.get("metadata") or {}
+    keep = {"name": meta.get("name"), "namespace": meta.get("namespace"), "labels": meta.get("labels") or {}}
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
+            "metadata": {k: v for k, v in keep.items() if v is not None},
+            **{k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}}
+
+
 def with_last_applied(desired: dict) -> dict:
     """A copy of `desired` carrying itself (without the annotation) as the last-applied annotation."""
     out = copy.deepcopy(desired)
@@ -84,3 +101,8 @@ def apply_update(observed: dict, desired: dict) -> dict:
         else:
             merged["metadata"].pop(field, None)
     return merged
+
+
+def last_applied_children(children: Mapping[str, Mapping[str, dict]]) -> list[dict]:
+    """Every observed child of a v2 `children` map as last applied, in map-key order."""
+    return [as_last_applied(children[group][key]) for group in sorted(children) for key in sorted(children[group])]

@@ -10,12 +10,11 @@ from __future__ import annotations
 import copy
 import itertools
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional
 
+from .api import Obj
 from .errors import ApplyError
 from .selectors import label_selector_matches
-
-Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)

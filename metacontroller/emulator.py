@@ -22,13 +22,12 @@ from typing import Any, Callable, Optional
 
 from pydantic import ValidationError
 
-from .api import CustomizeResponse, SyncResponse, build_object_map
+from .api import CustomizeResponse, Obj, SyncResponse, build_object_map
 from .apply import apply_update, with_last_applied
 from .cluster import Cluster, ResourceType
 from .errors import ApplyError, HookCallError, MetacontrollerError, ProtocolError, TooManyRequests
 from .selectors import label_selector_matches
 
-Obj = dict[str, Any]
 Transport = Callable[[str, Obj, float], bytes]
 UPDATE_METHODS = ("OnDelete", "Recreate", "InPlace", "RollingRecreate", "RollingInPlace")
 

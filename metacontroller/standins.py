@@ -12,12 +12,12 @@ Each `tick()` advances the world by one step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional
 
+from .api import Obj
 from .cluster import Cluster
 from .selectors import node_affinity_matches, tolerates
 
-Obj = dict[str, Any]
 UNAVAILABLE = "all requested instance types were unavailable during launch"
 CLAIM_KINDS = (("karpenter.sh/v1alpha5", "Machine"), ("karpenter.sh/v1", "NodeClaim"))
 

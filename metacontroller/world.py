@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from .api import Obj
 from .cluster import Cluster
 from .emulator import CompositeControllerEmulator, SyncOutcome
 from .errors import MetacontrollerError
-
-Obj = dict[str, Any]
 
 
 @dataclass

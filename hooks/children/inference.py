@@ -10,13 +10,14 @@ import functools
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import yaml
 
+from metacontroller.api import Obj
+
 from . import pod
 
-Obj = dict[str, Any]
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 SERVE_PORT = 8000
 RAY_PORT = 6379

@@ -5,7 +5,8 @@ import hashlib
 import json
 from typing import Any, Iterable, Mapping
 
-Obj = dict[str, Any]
+from metacontroller.api import Obj
+
 WS_LABEL = "kaito.sh/workspace"
 ROLE_LABEL = "kaito.sh/role"
 GPU = "nvidia.com/gpu"

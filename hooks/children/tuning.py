@@ -9,13 +9,14 @@ keeps `/mnt/results` (and any checkpoints in it) across pod replacements.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import yaml
 
+from metacontroller.api import Obj
+
 from . import pod
 
-Obj = dict[str, Any]
 RESULTS = "/mnt/results"
 DATA = "/mnt/data"
 CONFIG_KEY = "training_config.yaml"

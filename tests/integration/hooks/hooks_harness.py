@@ -11,6 +11,7 @@ import kubernetes_validate
 import yaml
 
 from hooks.settings import CLAIM_APIS
+from metacontroller.apply import LAST_APPLIED, last_applied_of
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
@@ -60,8 +61,7 @@ def validate_strict(objs) -> int:
     for obj in objs:
         if obj["kind"] not in BUILTIN_CHILD_KINDS:
             continue
-        raw = obj["metadata"].get("annotations", {}).get("metacontroller.k8s.io/last-applied-configuration")
-        sent = json.loads(raw) if raw else obj
+        sent = last_applied_of(obj) or obj
         for version in ("1.30", "1.37"):
             kubernetes_validate.validate(sent, version, strict=True)
         n += 1
@@ -99,7 +99,7 @@ def validate_emitted(world) -> int:
         if obj["kind"] not in BUILTIN_CHILD_KINDS or not obj["metadata"].get("ownerReferences"):
             continue
         owner = obj["metadata"]["ownerReferences"][0]["name"]
-        raw = obj["metadata"].get("annotations", {}).get("metacontroller.k8s.io/last-applied-configuration", "")
+        raw = obj["metadata"].get("annotations", {}).get(LAST_APPLIED, "")
         key = re.sub(r"aks-ws[0-9a-f]{9}-vmss000000", "NODE", raw.replace(owner, "WS"))
         if key not in seen:
             seen.add(key)

@@ -238,8 +238,10 @@ def test_garbage_truncated_and_incomplete_bodies_are_never_200(hook_server, path
         "not an object": b"[1, 2]",
         "no parent": json.dumps({"controller": {}, "children": {}}).encode(),
         "parent without name": json.dumps({"parent": {"metadata": {}}}).encode(),
-        "children not a map": json.dumps({"parent": ws, "children": [1]}).encode(),
     }
+    if path.endswith("/sync"):  # a customize request carries no children (reference/metacontroller.md §2.4)
+        cases["children not a map"] = json.dumps({"parent": ws, "children": [1], "related": {}}).encode()
+        cases["related missing"] = json.dumps({"parent": ws, "children": {}}).encode()
     for label, body in cases.items():
         code, reply = _post(hook_server, path, body)
         assert code in (400, 422, 500), (label, code, reply)
@@ -254,11 +256,15 @@ def test_malformed_observed_child_is_refused(hook_server):
     assert code == 422 and b"Deployment.apps/v1" in reply
 
 
-def test_internal_error_answers_500_with_the_error(hook_server):
+def test_type_confusion_is_a_422_naming_the_path(hook_server):
     ws = load_example(PHI3)
     ws["metadata"]["generation"] = "not-a-number"
-    code, reply = _post(hook_server, "/workspace/sync", json.dumps({"parent": ws}).encode())
-    assert code == 500 and b"ValueError" in reply
+    ws["status"] = "broken"
+    code, reply = _post(hook_server, "/workspace/sync", json.dumps({"parent": ws, "related": {}}).encode())
+    error = json.loads(reply)["error"]
+    assert code == 422 and "parent.metadata.generation" in error and "parent.status" in error
+    code, reply = _post(hook_server, "/workspace/sync", b"[" * 50_000 + b"]" * 50_000)
+    assert code == 400 and b"nests deeper" in reply
 
 
 def test_failing_hook_changes_nothing(world_factory):

@@ -29,23 +29,45 @@ def test_nodeprovisioner_endpoints(client, inference_ws):
     r = client.post("/nodeprovisioner/customize", json={"parent": parent})
     assert [x["resource"] for x in r.get_json()["relatedResources"]] == ["workspaces", "nodes"]
     inference_ws["metadata"]["namespace"] = "default"
+    key = f"default/{inference_ws['metadata']['name']}"
     r = client.post("/nodeprovisioner/sync", json={"parent": parent, "related": {
-        "Workspace.kaito.sh/v1alpha1": {"default/x": inference_ws}}})
+        "Workspace.kaito.sh/v1alpha1": {key: inference_ws}, "Node.v1": {}}})
     assert r.status_code == 200 and len(r.get_json()["children"]) == 1
 
 
-def test_bad_nodeprovisioner_spec_is_500_not_an_empty_200(client):
-    parent = {"metadata": {"name": "default"}, "spec": {"claimApi": "ec2"}}
-    r = client.post("/nodeprovisioner/sync", json={"parent": parent})
-    assert r.status_code == 500 and "claimApi" in r.get_json()["error"]
+def test_bad_nodeprovisioner_spec_keeps_every_claim_and_says_why(client):
+    claim = {"apiVersion": "karpenter.sh/v1", "kind": "NodeClaim", "metadata": {"name": "ws0123456789", "labels": {}},
+             "spec": {"taints": []}}
+    parent = {"apiVersion": "kaito.sh/v1alpha1", "kind": "NodeProvisioner", "metadata": {"name": "default"},
+              "spec": {"claimApi": "ec2"}}
+    r = client.post("/nodeprovisioner/sync", json={
+        "parent": parent, "children": {"NodeClaim.karpenter.sh/v1": {"ws0123456789": claim}},
+        "related": {"Workspace.kaito.sh/v1alpha1": {}, "Node.v1": {}}})
+    assert r.status_code == 200 and r.get_json()["children"] == [claim]
+    ready = next(c for c in r.get_json()["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec" and "spec.claimApi" in ready["message"]
+    r = client.post("/nodeprovisioner/customize", json={"parent": parent})
+    assert r.status_code == 422 and "parent.spec.claimApi" in r.get_json()["error"]
 
 
 def test_errors_name_the_problem(client):
     r = client.post("/workspace/sync", data=b"{", content_type="application/json")
     assert r.status_code == 400 and "not valid JSON" in r.get_json()["error"]
-    r = client.post("/workspace/sync", data=json.dumps({"parent": {}}), content_type="application/json")
-    assert r.status_code == 422 and "parent.metadata.name" in r.get_json()["error"]
+    r = client.post("/workspace/sync", data=json.dumps({"parent": {}, "related": {}}), content_type="application/json")
+    assert r.status_code == 422 and "parent.metadata: Field required" in r.get_json()["error"]
+    r = client.post("/workspace/sync", data=json.dumps({"parent": {"apiVersion": "kaito.sh/v1alpha1", "kind": "Workspace",
+                                                                  "metadata": {"name": "a", "generation": "2"}},
+                                                       "related": {}}), content_type="application/json")
+    assert r.status_code == 422 and "parent.metadata.generation: Input should be a valid integer" in r.get_json()["error"]
     assert client.get("/workspace/sync").status_code == 405
+
+
+def test_one_claim_api_default_and_no_spec_default():
+    from hooks.api import NodeProvisionerSpec
+    from hooks.settings import DEFAULT_CLAIM_API
+
+    assert Settings().claim_api.name == Settings.from_env({}).claim_api.name == DEFAULT_CLAIM_API == "nodeclaim"
+    assert NodeProvisionerSpec().claim_api is None  # the overlay decides; the spec field only checks
 
 
 def test_settings_from_env():

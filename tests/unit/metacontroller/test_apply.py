@@ -33,3 +33,16 @@ def test_reapplying_the_last_applied_object_changes_nothing():
     observed = with_last_applied(desired)
     observed["metadata"].update({"uid": "u", "ownerReferences": [{"uid": "p"}]})
     assert apply_update(observed, desired) == observed
+
+
+def test_as_last_applied_prefers_the_annotation_and_else_drops_what_the_server_owns():
+    from metacontroller.apply import as_last_applied, last_applied_children
+
+    sent = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}, "data": {"v": "1"}}
+    observed = apply_update({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}}, sent)
+    assert as_last_applied(observed) == sent
+    bare = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"v": "2"}, "status": {"x": 1},
+            "metadata": {"name": "c", "namespace": "n", "uid": "u", "resourceVersion": "9", "labels": {"a": "b"}}}
+    assert as_last_applied(bare) == {"apiVersion": "v1", "kind": "ConfigMap", "data": {"v": "2"},
+                                     "metadata": {"name": "c", "namespace": "n", "labels": {"a": "b"}}}
+    assert last_applied_children({"B.v1": {"n/z": bare}, "A.v1": {}}) == [as_last_applied(bare)]
