@@ -7,6 +7,7 @@ Nodes are indexed once per sync by label, so the whole sync is O(nodes + workspa
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import defaultdict
@@ -14,16 +15,16 @@ from typing import Any, Iterable, Mapping, Optional
 
 import presets
 from hooks import nodes as nodesel
-from hooks.api import NodeProvisionerSpec
+from hooks.api import NodeProvisionerSpec, ResourceSpec
 from hooks.status import FALSE, TRUE, Cond, render
-from hooks.validation import gpu_fit
+from hooks.validation import gpu_fit, validate_workspace
 from metacontroller.api import group_key
 
 Obj = dict[str, Any]
 WORKSPACE_KEY = group_key("kaito.sh/v1alpha1", "Workspace")
 NODE_KEY = group_key("v1", "Node")
 GPU_TAINT = {"key": "sku", "value": "gpu", "effect": "NoSchedule"}
-DEFAULT_INSTANCE_TYPE = "Standard_NC24ads_A100_v4"
+DEFAULT_INSTANCE_TYPE = ResourceSpec.model_fields["instance_type"].default
 DEFAULT_DISK_GIB = 120
 LAST_APPLIED = "metacontroller.k8s.io/last-applied-configuration"
 
@@ -61,6 +62,12 @@ class _NodeIndex:
         keys = list(match_labels.items()) or [(nodesel.INSTANCE_TYPE_LABEL, instance_type)]
         smallest = min((self.by_label.get(k, []) for k in keys), key=len)
         return smallest
+
+
+@functools.lru_cache(maxsize=4096)
+def _spec_valid(spec_json: str) -> bool:
+    """The Workspace sync's own verdict, so no node is bought for a spec that sync will not run."""
+    return not validate_workspace(json.loads(spec_json))
 
 
 def _workspace_shape(ws: Obj) -> Optional[tuple[str, str, Optional[str]]]:
@@ -182,7 +189,9 @@ def sync(request: Obj, now: str) -> Obj:
             continue
         ns, name = meta.get("namespace", ""), meta["name"]
         preset = check.preset_if_ok(purpose, preset_name, instance_type, count)
-        if preset is None:
+        spec_only = {k: ws[k] for k in ("apiVersion", "kind", "resource", "inference", "tuning") if k in ws}
+        spec_json = json.dumps({**spec_only, "metadata": {"name": name}}, sort_keys=True, default=str)
+        if preset is None or not _spec_valid(spec_json):
             # Invalid: nothing new, but an edit typo must not take away the nodes a running
             # workspace sits on, so its existing claims are kept exactly as last applied.
             claims += [_as_last_applied(c) for c in sorted(claims_of.get((ns, name), []),

@@ -11,9 +11,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-# registry/repository (lowercase path) with a tag or a digest, e.g. myacr.azurecr.io/data:0.1
-IMAGE_REF = "^[^/]+/[^:@]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$"
-IMAGE_REPO_LOWERCASE = "^[^/]+/[^:@A-Z]+([:@].*)?$"
+# Adapter names: KAITO v0.3 takes any case up to 253 characters, v0.4+ DNS-1123 subdomains (dots);
+# we take both, so: dot-separated labels of letters (any case), digits and '-'.
+_ANY_CASE_LABEL = "[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?"
+ADAPTER_NAME = f"^{_ANY_CASE_LABEL}(\\.{_ANY_CASE_LABEL})*$"
+ADAPTER_NAME_MAX = 253
+
+# Image references in the grammar of github.com/distribution/reference (what artifacts.reference
+# parses and every registry client accepts): [host[:port]/]path[:tag][@sha256:digest]. A first
+# component is a host only when it holds '.' or ':' or is 'localhost'. The format pattern takes the
+# repository in any case, so that upper case gets its own message (KAITO's "must be lowercase").
+_HOST_PART = "[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_HOST = (f"(localhost|{_HOST_PART}(\\.{_HOST_PART})+|\\[[0-9a-fA-F:.]+\\])(:[0-9]{{1,5}})?"
+         f"|{_HOST_PART}:[0-9]{{1,5}}")
+_PATH_PART = "[a-zA-Z0-9]+(([._]|__|-+)[a-zA-Z0-9]+)*"
+_PATH_PART_NO_DOT = "[a-zA-Z0-9]+((_|__|-+)[a-zA-Z0-9]+)*"
+_IMAGE_NAME = f"(({_HOST})/{_PATH_PART}(/{_PATH_PART})*|{_PATH_PART_NO_DOT}(/{_PATH_PART})+|{_PATH_PART})"
+IMAGE_HOST = f"^({_HOST})$"
+IMAGE_REF = f"^{_IMAGE_NAME}(:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}(@sha256:[0-9a-f]{{64}})?|@sha256:[0-9a-f]{{64}})$"
+# An upper-case letter in the repository (after the host, when there is one; before the tag).
+IMAGE_UPPER_REPOSITORY = "^([^/.:]*[A-Z][^/.:]*/|[^/.:]+/[^:@]*[A-Z]|[^/]*[.:][^/]*/[^:@]*[A-Z]|[^/:@]*[A-Z][^/]*$)"
 HTTP_URL = "^https?://[^/?#@\\s]+([/?#].*)?$"
 # Hosts a user-supplied URL must not reach: loopback, private, link-local, cloud metadata.
 INTERNAL_URL = (
@@ -34,6 +51,39 @@ class Rule:
     @property
     def transition(self) -> bool:
         return "oldSelf" in self.cel
+
+
+# Where an image reference sits: (rule id stem, rule path, CEL guard for "the reference is set and
+# used", the reference, field path named in the message, KAITO's word for it). The same four
+# places are checked in Python. presetOptions.image is used (and checked) in private mode only.
+IMAGE_FIELDS = (
+    ("input-image", "tuning.input", "has(self.image)", "self.image", "tuning.input.image", "input"),
+    ("output-image", "tuning.output", "has(self.image)", "self.image", "tuning.output.image", "output"),
+    ("adapter-image", "inference.adapters[]", "has(self.source.image)", "self.source.image",
+     "inference.adapters[].source.image", "adapter"),
+    ("preset-image", "inference.preset",
+     "self.accessMode == 'private' && has(self.presetOptions) && has(self.presetOptions.image)",
+     "self.presetOptions.image", "inference.preset.presetOptions.image", "model"),
+)
+
+
+def image_format_message(field: str, what: str) -> str:
+    return (f"Invalid image format, require full {what} image URL ({field}: "
+            "[registry/]repository:tag or [registry/]repository@sha256:digest)")
+
+
+def image_lowercase_message(field: str) -> str:
+    return f"Repository name must be lowercase ({field})"
+
+
+def _image_rules() -> tuple["Rule", ...]:
+    out = []
+    for stem, path, guard, ref, field, what in IMAGE_FIELDS:
+        out.append(Rule(f"{stem}-format", path, f"!({guard}) || {ref}.matches('{IMAGE_REF}')",
+                        image_format_message(field, what)))
+        out.append(Rule(f"{stem}-lowercase", path, f"!({guard}) || !{ref}.matches('{IMAGE_UPPER_REPOSITORY}')",
+                        image_lowercase_message(field)))
+    return tuple(out)
 
 
 RULES: tuple[Rule, ...] = (
@@ -76,9 +126,11 @@ RULES: tuple[Rule, ...] = (
          "Duplicate adapter source name found"),
     Rule("adapter-name-required", "inference.adapters[]", "has(self.source.name) && size(self.source.name) > 0",
          "Name of Adapter field must be specified"),
-    Rule("adapter-name-dns", "inference.adapters[]",
-         f"!has(self.source.name) || size(self.source.name) == 0 || (size(self.source.name) <= 63 && self.source.name.matches('{DNS_LABEL}'))",
-         "Name of Adapter must be a valid DNS label (lowercase letters, digits and '-', at most 63 characters)"),
+    Rule("adapter-name-valid", "inference.adapters[]",
+         f"!has(self.source.name) || size(self.source.name) == 0 || "
+         f"(size(self.source.name) <= {ADAPTER_NAME_MAX} && self.source.name.matches('{ADAPTER_NAME}'))",
+         f"Name of Adapter must be a valid DNS subdomain value: letters of any case, digits, '-' and '.', "
+         f"starting and ending with a letter or digit, at most {ADAPTER_NAME_MAX} characters"),
     Rule("adapter-image-or-volume", "inference.adapters[]", "has(self.source.image) || has(self.source.volumeSource)",
          "Either Image or Volume must be specified for adapter source"),
     Rule("adapter-no-urls", "inference.adapters[]", "!has(self.source.urls)",
@@ -99,11 +151,6 @@ RULES: tuple[Rule, ...] = (
     Rule("input-name-immutable", "tuning",
          "has(self.input.name) == has(oldSelf.input.name) && (!has(self.input.name) || self.input.name == oldSelf.input.name)",
          "During tuning Name field cannot be changed once set"),
-    Rule("input-image-format", "tuning", f"!has(self.input.image) || self.input.image.matches('{IMAGE_REF}')",
-         "Invalid image format, require full input image URL (registry/repository:tag or @sha256:digest)"),
-    Rule("input-image-lowercase", "tuning",
-         f"!has(self.input.image) || self.input.image.matches('{IMAGE_REPO_LOWERCASE}')",
-         "Repository name must be lowercase"),
     Rule("input-exactly-one", "tuning.input",
          "(has(self.urls) ? 1 : 0) + (has(self.volumeSource) ? 1 : 0) + (has(self.image) ? 1 : 0) == 1",
          "Exactly one of URLs, Volume, or Image must be specified"),
@@ -115,7 +162,7 @@ RULES: tuple[Rule, ...] = (
          "Must specify imagePushSecret with destination image"),
     Rule("output-exactly-one", "tuning.output", "has(self.image) != has(self.volumeSource)",
          "Exactly one of Volume or Image must be specified"),
-)
+) + _image_rules()
 
 BY_ID = {rule.id: rule for rule in RULES}
 assert len(BY_ID) == len(RULES), "rule ids must be unique"

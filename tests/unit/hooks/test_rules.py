@@ -11,7 +11,7 @@ import yaml
 from hooks import crdgen, rules
 from hooks.validation import validate_workspace
 from tests.support import crd_cel
-from tests.unit.hooks.conftest import load
+from tests.unit.hooks.conftest import load_ready
 from tests.unit.hooks.rule_cases import CASES
 
 SCHEMA = yaml.safe_load(crdgen.render()["kaito.sh_workspaces.yaml"])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
@@ -19,7 +19,7 @@ SCHEMA = yaml.safe_load(crdgen.render()["kaito.sh_workspaces.yaml"])["spec"]["ve
 
 def _build(case):
     rule_id, base, refused_edit, accepted_edit, old_edit = case
-    original = load(base)
+    original = load_ready(base)
     old = old_edit(copy.deepcopy(original)) if old_edit else None
     return rule_id, refused_edit(copy.deepcopy(original)), accepted_edit(copy.deepcopy(original)), old
 
