@@ -4,29 +4,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.seeds import PLACEHOLDERS, with_real_references  # noqa: F401 (re-exported)
+
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
 
 
-# The seed documents' placeholders (kept verbatim in examples/) and real lower-case references a
-# user would put in their place; admission refuses the former, as KAITO does.
-PLACEHOLDERS = {
-    "ACR_REPO_HERE.azurecr.io/ADAPTER_HERE:0.0.1": "myregistry.azurecr.io/adapters/phi-3-adapter:0.0.1",
-    "ACR_REPO_HERE.azurecr.io/IMAGE_NAME_HERE:0.0.1": "myregistry.azurecr.io/adapters/phi-3-tuned:0.0.1",
-}
-
-
 def load(relative: str) -> dict:
     return yaml.safe_load((ROOT / relative).read_text())
-
-
-def with_real_references(node):
-    """A copy of a document with every seed placeholder replaced by a real reference."""
-    if isinstance(node, dict):
-        return {k: with_real_references(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [with_real_references(v) for v in node]
-    return PLACEHOLDERS.get(node, node) if isinstance(node, str) else node
 
 
 def load_ready(relative: str) -> dict:
