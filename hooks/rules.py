@@ -5,6 +5,8 @@ and carries KAITO's message. `hooks.crdgen` writes them as `x-kubernetes-validat
 `hooks.validation` enforces the same rules in Python (for `kaito validate` and the hooks), and
 the tests evaluate every CEL rule with a CEL interpreter against the Python verdict, so a typo in
 either fails a test. Rules that read `oldSelf` are transition rules: they run on update only.
+Regular expressions go into CEL as raw strings (r'...'): the API server's CEL refuses escapes
+such as `\.` in ordinary string literals, which the test interpreter would let through.
 """
 from __future__ import annotations
 
@@ -79,16 +81,16 @@ def image_lowercase_message(field: str) -> str:
 def _image_rules() -> tuple["Rule", ...]:
     out = []
     for stem, path, guard, ref, field, what in IMAGE_FIELDS:
-        out.append(Rule(f"{stem}-format", path, f"!({guard}) || {ref}.matches('{IMAGE_REF}')",
+        out.append(Rule(f"{stem}-format", path, f"!({guard}) || {ref}.matches(r'{IMAGE_REF}')",
                         image_format_message(field, what)))
-        out.append(Rule(f"{stem}-lowercase", path, f"!({guard}) || !{ref}.matches('{IMAGE_UPPER_REPOSITORY}')",
+        out.append(Rule(f"{stem}-lowercase", path, f"!({guard}) || !{ref}.matches(r'{IMAGE_UPPER_REPOSITORY}')",
                         image_lowercase_message(field)))
     return tuple(out)
 
 
 RULES: tuple[Rule, ...] = (
     # -- root
-    Rule("name-dns-label", "", f"size(self.metadata.name) <= 63 && self.metadata.name.matches('{DNS_LABEL}')",
+    Rule("name-dns-label", "", f"size(self.metadata.name) <= 63 && self.metadata.name.matches(r'{DNS_LABEL}')",
          "metadata.name must be a DNS-1123 label: lowercase letters, digits and '-', at most 63 characters"),
     Rule("inference-or-tuning", "", "has(self.inference) || has(self.tuning)",
          "Either Inference or Tuning must be specified, not neither"),
@@ -128,17 +130,17 @@ RULES: tuple[Rule, ...] = (
          "Name of Adapter field must be specified"),
     Rule("adapter-name-valid", "inference.adapters[]",
          f"!has(self.source.name) || size(self.source.name) == 0 || "
-         f"(size(self.source.name) <= {ADAPTER_NAME_MAX} && self.source.name.matches('{ADAPTER_NAME}'))",
+         f"(size(self.source.name) <= {ADAPTER_NAME_MAX} && self.source.name.matches(r'{ADAPTER_NAME}'))",
          f"Name of Adapter must be a valid DNS subdomain value: letters of any case, digits, '-' and '.', "
          f"starting and ending with a letter or digit, at most {ADAPTER_NAME_MAX} characters"),
     Rule("adapter-image-or-volume", "inference.adapters[]", "has(self.source.image) || has(self.source.volumeSource)",
          "Either Image or Volume must be specified for adapter source"),
     Rule("adapter-no-urls", "inference.adapters[]", "!has(self.source.urls)",
          "URLs are not supported as adapter source"),
-    Rule("strength-number", "inference.adapters[]", f"!has(self.strength) || self.strength.matches('{STRENGTH_NUMBER}')",
+    Rule("strength-number", "inference.adapters[]", f"!has(self.strength) || self.strength.matches(r'{STRENGTH_NUMBER}')",
          "Invalid strength value for Adapter: must be a decimal number such as \"0.5\""),
     Rule("strength-range", "inference.adapters[]",
-         f"!has(self.strength) || !self.strength.matches('{STRENGTH_NUMBER}') || double(self.strength) <= 1.0",
+         f"!has(self.strength) || !self.strength.matches(r'{STRENGTH_NUMBER}') || double(self.strength) <= 1.0",
          "Strength value for Adapter must be between 0 and 1"),
     # -- tuning
     Rule("method-lora-qlora", "tuning", "self.method.matches('^(?i:lora|qlora)$')",
@@ -154,9 +156,9 @@ RULES: tuple[Rule, ...] = (
     Rule("input-exactly-one", "tuning.input",
          "(has(self.urls) ? 1 : 0) + (has(self.volumeSource) ? 1 : 0) + (has(self.image) ? 1 : 0) == 1",
          "Exactly one of URLs, Volume, or Image must be specified"),
-    Rule("input-urls-http", "tuning.input", f"!has(self.urls) || self.urls.all(u, u.matches('{HTTP_URL}'))",
+    Rule("input-urls-http", "tuning.input", f"!has(self.urls) || self.urls.all(u, u.matches(r'{HTTP_URL}'))",
          "URLs must use http or https and name a host"),
-    Rule("input-urls-external", "tuning.input", f"!has(self.urls) || self.urls.all(u, !u.matches('{INTERNAL_URL}'))",
+    Rule("input-urls-external", "tuning.input", f"!has(self.urls) || self.urls.all(u, !u.matches(r'{INTERNAL_URL}'))",
          "URLs must not point at loopback, private, link-local or metadata addresses"),
     Rule("output-push-secret", "tuning.output", "!has(self.image) || has(self.imagePushSecret)",
          "Must specify imagePushSecret with destination image"),

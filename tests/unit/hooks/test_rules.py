@@ -53,3 +53,13 @@ def test_accepted_neighbours_pass_every_cel_rule():
     for case in CASES:
         _, _, accepted, old = _build(case)
         assert crd_cel.violations(SCHEMA, accepted, old) == [], case[0]
+
+
+def test_cel_string_literals_with_backslashes_are_raw():
+    """cel-go (the API server) rejects a CRD whose rule has an unknown escape such as '\\.' in a
+    plain string literal; cel-python accepts it, so this is checked on the rule text."""
+    import re
+
+    for rule in rules.RULES:
+        for prefix, body in re.findall(r"(r?)'([^']*)'", rule.cel):
+            assert prefix == "r" or "\\" not in body, (rule.id, body)
