@@ -93,3 +93,18 @@ def test_in_expressions_count_as_labels_for_claims():
     assert claim["metadata"]["labels"]["pool"] == "gpu-a"
     byo = node("byo", {"pool": "gpu-a", "node.kubernetes.io/instance-type": "Standard_NC6s_v3"})
     assert nodeprovisioner.sync(request([w], [byo]), T0)["children"] == []
+
+
+def test_no_claims_for_a_workspace_the_sync_would_refuse():
+    """Validation is the Workspace sync's: a spec it refuses (here an adapter image that cannot be
+    pulled, or an instance type KAITO does not accept) gets no GPU node, a fixed one does."""
+    bad_image = ws("img")
+    bad_image["inference"]["adapters"] = [{"source": {"name": "a", "image": "ACR_REPO_HERE.azurecr.io/ADAPTER_HERE:0.0.1"}}]
+    template = ws("tpl", sku="m5.large")
+    del template["inference"]["preset"]
+    template["inference"]["template"] = {"spec": {"containers": [{"name": "c", "image": "x:1"}]}}
+    reply = nodeprovisioner.sync(request([bad_image, template, ws("ok")]), T0)
+    assert [c["metadata"]["labels"]["kaito.sh/workspace"] for c in reply["children"]] == ["ok"]
+    bad_image["inference"]["adapters"][0]["source"]["image"] = "myacr.azurecr.io/adapter:0.0.1"
+    reply = nodeprovisioner.sync(request([bad_image]), T0)
+    assert [c["metadata"]["labels"]["kaito.sh/workspace"] for c in reply["children"]] == ["img"]
