@@ -20,6 +20,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KubeObject = dict[str, Any]
 Url = Annotated[str, Field(max_length=2048)]
 Name = Annotated[str, Field(max_length=253)]
+# A registry/repository:tag[@digest] reference; the bound keeps the CRD's CEL cost estimable.
+ImageRef = Annotated[str, Field(max_length=512)]
 
 
 class _Spec(BaseModel):
@@ -62,7 +64,7 @@ class ResourceSpec(_Spec):
 
 
 class PresetOptions(_Spec):
-    image: str | None = Field(default=None, description="image holding the weights (private access mode)")
+    image: ImageRef | None = Field(default=None, description="image holding the weights (private access mode)")
     image_pull_secrets: list[str] | None = None
     model_access_secret: str | None = Field(
         default=None, description="Secret with key HF_TOKEN for gated models downloaded at runtime"
@@ -79,13 +81,13 @@ class DataSource(_Spec):
     name: Name | None = Field(default=None, description="name of the source (container and directory name)")
     urls: list[Url] | None = Field(default=None, max_length=100, description="http(s) URLs to download")
     volume_source: KubeObject | None = Field(default=None, description="a Kubernetes VolumeSource")
-    image: Name | None = Field(default=None, description="image or OCI artifact holding the data under /data")
+    image: ImageRef | None = Field(default=None, description="image or OCI artifact holding the data under /data")
     image_pull_secrets: list[str] | None = None
 
 
 class DataDestination(_Spec):
     volume_source: KubeObject | None = Field(default=None, description="a Kubernetes VolumeSource")
-    image: str | None = Field(default=None, description="image reference the result is pushed to")
+    image: ImageRef | None = Field(default=None, description="image reference the result is pushed to")
     image_push_secret: str | None = Field(default=None, description="Secret of type dockerconfigjson for the push")
 
 

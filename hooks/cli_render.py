@@ -11,6 +11,7 @@ import sys
 
 import yaml
 
+from hooks.api import API_VERSION
 from hooks.settings import CLAIM_APIS, DEFAULT_CLAIM_API, DEFAULT_RUNTIME_IMAGE, Settings
 from metacontroller.api import Obj
 from metacontroller.apply import as_last_applied
@@ -70,16 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         text = sys.stdin.read() if args.filename == "-" else open(args.filename, encoding="utf-8").read()
-        docs = [d for d in yaml.safe_load_all(text) if d]
-    except (OSError, yaml.YAMLError) as exc:
+    except OSError as exc:
         print(f"kaito render: cannot read {args.filename}: {exc}", file=sys.stderr)
         return 2
-    workspaces = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Workspace"]
-    if len(workspaces) != 1 or not isinstance((workspaces[0].get("metadata") or {}).get("name"), str):
-        print(f"kaito render: {args.filename} must hold exactly one Workspace with metadata.name", file=sys.stderr)
-        return 2
-    objects, status = render(workspaces[0], claim_api=args.claim_api, namespace=args.namespace,
-                             runtime_image=args.runtime_image)
+    try:
+        workspace = _one_workspace(text)
+    except ValueError as exc:
+        print(f"kaito render: {args.filename}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        objects, status = render(workspace, claim_api=args.claim_api, namespace=args.namespace,
+                                 runtime_image=args.runtime_image)
+    except Exception as exc:  # noqa: BLE001 - a CLI answers in one line, never with a traceback
+        print(f"kaito render: {args.filename}: cannot render: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     sys.stdout.write(yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False))
     sys.stdout.write("---\n# Workspace status after the emulated lifecycle\n")
     sys.stdout.write(yaml.dump({"status": status}, Dumper=_Dumper, sort_keys=False))
@@ -88,3 +93,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kaito render: invalid workspace: {invalid[0]['message']}", file=sys.stderr)
         return 1
     return 0
+
+
+def _one_workspace(text: str) -> Obj:
+    """The file's single kaito.sh/v1alpha1 Workspace with a name, or ValueError saying what is wrong."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"YAML syntax error{where}: {getattr(exc, 'problem', None) or exc}") from exc
+    workspaces = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Workspace"]
+    if len(workspaces) != 1:
+        raise ValueError(f"must hold exactly one Workspace (kind: Workspace), found {len(workspaces)}")
+    ws = workspaces[0]
+    if ws.get("apiVersion") != API_VERSION:
+        raise ValueError(f"apiVersion must be {API_VERSION}, got {ws.get('apiVersion')!r}")
+    name = (ws.get("metadata") or {}).get("name") if isinstance(ws.get("metadata"), dict) else None
+    if not isinstance(name, str) or not name:
+        raise ValueError("metadata.name must be set")
+    if not isinstance(ws.get("resource"), dict):
+        raise ValueError("resource must be a mapping (resource.labelSelector, resource.instanceType, ...)")
+    return ws

@@ -2,6 +2,8 @@
 
 Prints every error (one per line, field path first) or `valid`; exits 0 when valid, 1 when not,
 2 when the file cannot be read. A file may hold several YAML documents; each is checked.
+Warnings (an instance type outside the SKU table that KAITO accepts unchecked, a defaulted
+instanceType) are printed as `warning:` lines and do not change the exit code.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from hooks.validation import FieldError, validate_workspace
+from hooks.validation import FieldError, validate_workspace, workspace_warnings
 
 
 def _load(path: Path) -> list:
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             errors = validate_workspace(doc, old)
         label = f"{args.filename}" + (f" ({name})" if len(docs) > 1 else "")
+        for warning in workspace_warnings(doc):
+            print(f"{label}: warning: {warning}")
         if errors:
             invalid = True
             for error in errors:

@@ -16,9 +16,10 @@ import pydantic
 import yaml
 
 import presets
+from contract.urlpolicy import is_http_url, is_internal_url
 from hooks import rules
 from hooks.api import ResourceSpec, Workspace
-from contract.urlpolicy import is_http_url, is_internal_url
+from hooks.children.names import adapter_key
 
 TRAINING_SECTIONS = ("ModelConfig", "QuantizationConfig", "LoraConfig", "TrainingArguments", "DatasetConfig", "DataCollator")
 
@@ -128,6 +129,9 @@ def _check_inference(inference: dict, errors: list[FieldError]) -> None:
     preset = inference.get("preset") or {}
     if preset.get("accessMode") == "private" and not _has(preset.get("presetOptions"), "image"):
         _fail(errors, "inference.preset.presetOptions.image", "private-needs-image")
+    if preset.get("accessMode") == "private":
+        _check_image((preset.get("presetOptions") or {}).get("image"), "inference.preset.presetOptions.image",
+                     "preset-image", errors)
     adapters = inference.get("adapters") or []
     if len(adapters) > 10:
         _fail(errors, "inference.adapters", "adapters-max", f"got {len(adapters)}")
@@ -138,22 +142,49 @@ def _check_inference(inference: dict, errors: list[FieldError]) -> None:
         name = source.get("name")
         if not name:
             _fail(errors, f"{path}.source.name", "adapter-name-required")
-        elif len(name) > 63 or not re.match(rules.DNS_LABEL, name):
-            _fail(errors, f"{path}.source.name", "adapter-name-dns", repr(name))
+        elif len(name) > rules.ADAPTER_NAME_MAX or not re.match(rules.ADAPTER_NAME, name):
+            _fail(errors, f"{path}.source.name", "adapter-name-valid", _shorten(name))
         elif name in seen:
             _fail(errors, f"{path}.source.name", "adapters-unique", name)
         if name:
             seen.add(name)
         if not _has(source, "image") and not _has(source, "volumeSource"):
             _fail(errors, f"{path}.source", "adapter-image-or-volume")
+        _check_image(source.get("image"), f"{path}.source.image", "adapter-image", errors)
         if _has(source, "urls"):
             _fail(errors, f"{path}.source.urls", "adapter-no-urls")
         strength = adapter.get("strength")
         if strength is not None:
+            which = f"{strength!r} (adapter {name!r})"
             if not re.match(rules.STRENGTH_NUMBER, strength):
-                _fail(errors, f"{path}.strength", "strength-number", repr(strength))
+                _fail(errors, f"{path}.strength", "strength-number", which)
             elif not Decimal(0) <= Decimal(strength) <= Decimal(1):
-                _fail(errors, f"{path}.strength", "strength-range", repr(strength))
+                _fail(errors, f"{path}.strength", "strength-range", which)
+
+
+def _shorten(value: str, limit: int = 80) -> str:
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
+
+
+def _check_image(image: Any, path: str, stem: str, errors: list[FieldError]) -> None:
+    """The twin of the `<stem>-format` and `<stem>-lowercase` rules (hooks.rules.IMAGE_FIELDS)."""
+    if not isinstance(image, str):
+        return
+    if not re.match(rules.IMAGE_REF, image):
+        _fail(errors, path, f"{stem}-format", _shorten(image) + _image_problem(image))
+    if re.match(rules.IMAGE_UPPER_REPOSITORY, image):
+        _fail(errors, path, f"{stem}-lowercase", _shorten(image))
+
+
+def _image_problem(image: str) -> str:
+    """The most likely reason a reference does not parse, for the Python message (CEL gives none)."""
+    name = image.split("@", 1)[0]
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first) and not re.match(rules.IMAGE_HOST, first):
+        return f"; the registry host {first!r} is not a host name (letters, digits, '-', '.', an optional :port)"
+    if ":" not in (rest or first).rsplit("/", 1)[-1] and "@" not in image:
+        return "; it has no tag or digest"
+    return ""
 
 
 def _check_tuning(tuning: dict, errors: list[FieldError]) -> None:
@@ -161,12 +192,7 @@ def _check_tuning(tuning: dict, errors: list[FieldError]) -> None:
     if not re.match(r"^(?i:lora|qlora)$", method):
         _fail(errors, "tuning.method", "method-lora-qlora", repr(method))
     source = tuning.get("input") or {}
-    image = source.get("image")
-    if image is not None:
-        if not re.match(rules.IMAGE_REF, image):
-            _fail(errors, "tuning.input.image", "input-image-format", repr(image))
-        if not re.match(rules.IMAGE_REPO_LOWERCASE, image):
-            _fail(errors, "tuning.input.image", "input-image-lowercase", repr(image))
+    _check_image(source.get("image"), "tuning.input.image", "input-image", errors)
     if sum(_has(source, k) for k in ("urls", "volumeSource", "image")) != 1:
         _fail(errors, "tuning.input", "input-exactly-one")
     for i, url in enumerate(source.get("urls") or []):
@@ -175,6 +201,7 @@ def _check_tuning(tuning: dict, errors: list[FieldError]) -> None:
         elif is_internal_url(url):
             _fail(errors, f"tuning.input.urls[{i}]", "input-urls-external", repr(url))
     output = tuning.get("output") or {}
+    _check_image(output.get("image"), "tuning.output.image", "output-image", errors)
     if _has(output, "image") and not _has(output, "imagePushSecret"):
         _fail(errors, "tuning.output.imagePushSecret", "output-push-secret")
     if _has(output, "image") == _has(output, "volumeSource"):
@@ -212,13 +239,35 @@ def _normal_preset(preset: dict) -> dict:
 
 
 def check_catalog(ws: Workspace) -> list[FieldError]:
-    """What admission cannot know: the preset exists, fits the instance type, can be tuned."""
+    """What admission cannot know: the preset exists, fits the instance type, can be tuned; and the
+    Kubernetes names derived from adapter names stay distinct."""
     errors: list[FieldError] = []
     resource = ws.resource
-    if ws.inference is not None and ws.inference.preset is not None:
-        errors += _check_preset(ws.inference.preset, "inference.preset.name", "inference", resource)
+    if ws.inference is not None:
+        if ws.inference.preset is not None:
+            errors += _check_preset(ws.inference.preset, "inference.preset.name", "inference", resource)
+        else:
+            errors += instance_type_known(resource.instance_type)
+        errors += _check_adapter_keys(ws.inference.adapters or [])
     if ws.tuning is not None:
         errors += _check_preset(ws.tuning.preset, "tuning.preset.name", "tuning", resource)
+    return errors
+
+
+def _check_adapter_keys(adapters) -> list[FieldError]:
+    """Two adapters whose derived key (container, volume and directory name) is the same would
+    collide in the pod; only a name built to equal another's hashed key can do that."""
+    owner: dict[str, str] = {}
+    errors = []
+    for i, adapter in enumerate(adapters):
+        name = adapter.source.name
+        if not name:
+            continue
+        key = adapter_key(name)
+        if key in owner and owner[key] != name:
+            errors.append(FieldError(f"inference.adapters[{i}].source.name", (
+                f"adapter names {owner[key]!r} and {name!r} map to the same Kubernetes name {key!r}; rename one")))
+        owner.setdefault(key, name)
     return errors
 
 
@@ -232,6 +281,10 @@ def _check_preset(spec, path: str, purpose: str, resource) -> list[FieldError]:
     if purpose == "tuning" and not preset.tunable:
         tunable = [p.name for p in presets.list_presets() if p.tunable]
         errors.append(FieldError(path, f"Unsupported tuning preset name {preset.name}; accepted: {', '.join(tunable)}"))
+    if purpose == "inference" and preset.access_mode == "private" and spec.access_mode != "private":
+        errors.append(FieldError("inference.preset.accessMode", (
+            f"This preset only supports private AccessMode, AccessMode must be private to continue "
+            f"(preset {preset.name} is served from the image in presetOptions.image)")))
     options = spec.preset_options
     if purpose == "inference" and preset.gated and spec.access_mode == "public" and not (options and options.model_access_secret):
         errors.append(FieldError(
@@ -247,16 +300,24 @@ def _gib(value: float) -> str:
     return f"{value:g}Gi"
 
 
+# KAITO lets unknown Azure N-/D-series through without a GPU-fit check (new SKUs appear faster
+# than tables); anything else outside the table is refused.
+UNLISTED_SKU_PREFIXES = ("Standard_N", "Standard_D")
+
+
+def instance_type_known(instance_type: str) -> list[FieldError]:
+    if presets.get_sku(instance_type) is not None or instance_type.startswith(UNLISTED_SKU_PREFIXES):
+        return []
+    known = ", ".join(s.name for s in presets.list_skus())
+    return [FieldError("resource.instanceType", f"Unsupported instance type {instance_type}. Supported SKUs: {known}")]
+
+
 def gpu_fit(preset: presets.Preset, instance_type: str, count: int) -> list[FieldError]:
     """KAITO's GPU checks: enough GPUs, per-GPU memory and total memory on `count` nodes."""
     sku = presets.get_sku(instance_type)
     path = "resource.instanceType"
     if sku is None:
-        # KAITO lets unknown Azure N-/D-series through (new SKUs appear faster than tables).
-        if instance_type.startswith(("Standard_N", "Standard_D")):
-            return []
-        known = ", ".join(s.name for s in presets.list_skus())
-        return [FieldError(path, f"Unsupported instance type {instance_type}. Supported SKUs: {known}")]
+        return instance_type_known(instance_type)
     errors = []
     if count * sku.gpus < preset.gpu_count:
         errors.append(FieldError(path, (
@@ -271,6 +332,27 @@ def gpu_fit(preset: presets.Preset, instance_type: str, count: int) -> list[Fiel
             f"Insufficient total GPU memory: Instance type {instance_type} has a total of {_gib(count * sku.memory_gib)} "
             f"(count {count} x {_gib(sku.memory_gib)}), but preset {preset.name} requires at least {_gib(preset.total_gpu_memory_gib)}")))
     return errors
+
+
+def workspace_warnings(obj: Any) -> list[FieldError]:
+    """What a valid Workspace may still surprise its author with: an instance type KAITO takes
+    without a GPU-fit check, and the default instance type applied to an omitted field."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("resource"), dict):
+        return []
+    resource = obj["resource"]
+    path = "resource.instanceType"
+    default = ResourceSpec.model_fields["instance_type"].default
+    if resource.get("instanceType") is None:
+        return [FieldError(path, (
+            f"instanceType is not set; the default {default} applies (KAITO v0.3 defaulted to Standard_NC12s_v3)"))]
+    instance_type = resource["instanceType"]
+    if isinstance(instance_type, str) and presets.get_sku(instance_type) is None \
+            and instance_type.startswith(UNLISTED_SKU_PREFIXES):
+        return [FieldError(path, (
+            f"instance type {instance_type} is not in the SKU table: accepted as KAITO does for "
+            f"{' and '.join(p + '*' for p in UNLISTED_SKU_PREFIXES)} names, without a GPU-fit check "
+            f"(the node gets the preset's GPU count)"))]
+    return []
 
 
 def validate_workspace(obj: Any, old: Any = None) -> list[FieldError]:

@@ -9,7 +9,12 @@ _COLUMNS = ("preset", "source", "params", "weights", "context", "GPUs", "GPU mem
 
 
 def _row(p: presets.Preset) -> tuple[str, ...]:
-    source = f"{p.hf_repo}@{p.revision[:7]}" if p.hf_repo else "built locally"
+    if p.access_mode == "private":
+        source = "presetOptions.image"
+    elif p.hf_repo:
+        source = f"{p.hf_repo}@{p.revision[:7]}" if p.revision else p.hf_repo
+    else:
+        source = "built locally"
     params = f"{p.parameters / 1e9:.1f}B" if p.parameters else "~0.2M"
     weights = f"{p.weight_gib:.1f}Gi" if p.weight_bytes else "<1Mi"
     return (p.name + (" (deprecated)" if p.deprecated else ""), source, params, weights, str(p.context_length),

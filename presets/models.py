@@ -44,9 +44,11 @@ class Preset(_Frozen):
     tuning_per_gpu_memory_gib: float | None = None
     lora_target_modules: tuple[str, ...] = ()
     chat_template: str | None = Field(default=None, description="name of a template in presets/templates")
-    gated: bool = Field(description="weights need an access token (private access)")
+    download_auth_required: bool = Field(
+        description="KAITO's downloadAuthRequired: the weights need an HF_TOKEN (presetOptions.modelAccessSecret)")
     trust_remote_code: bool
-    access_mode: Literal["public", "private"]
+    access_mode: Literal["public", "private"] = Field(
+        description="private: KAITO v0.3's private presets, served only from the user's presetOptions.image")
     deprecated: bool = False
     derived: str = Field(default="", description="how numbers KAITO does not publish were derived")
     source_override: str | None = Field(default=None, alias="source", description="oci:// mirror of the weights")
@@ -60,6 +62,11 @@ class Preset(_Frozen):
         if self.hf_repo:
             return f"hf://{self.hf_repo}@{self.revision}" if self.revision else f"hf://{self.hf_repo}"
         return None
+
+    @property
+    def gated(self) -> bool:
+        """Public access needs a token: the one catalog field KAITO calls downloadAuthRequired."""
+        return self.download_auth_required
 
     @property
     def weight_gib(self) -> float:

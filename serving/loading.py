@@ -44,7 +44,12 @@ class LoadedModel:
         """Sequence.adapter -> peft adapter name; None (the /chat default) is the combined adapter."""
         if not self.adapters:
             return None
-        return {None: COMBINED, BASE: BASE, **{n: n for n in self.adapters}}
+        return {None: COMBINED, BASE: BASE, **{n: peft_name(i) for i, n in enumerate(self.adapters)}}
+
+
+def peft_name(index: int) -> str:
+    """peft's key for the index-th adapter: served names may hold '.', which torch module names cannot."""
+    return f"adapter_{index}"
 
 
 def resolve_source(source: str) -> Path:
@@ -98,11 +103,12 @@ def _attach_adapters(model, adapters: list[AdapterSpec], combination_type: str):
         raise ModelLoadError(f"adapter names must be unique and not {BASE!r}/{COMBINED!r}: {names}")
     try:
         first, *rest = adapters
-        peft_model = PeftModel.from_pretrained(model, first.path, adapter_name=first.name)
-        for a in rest:
-            peft_model.load_adapter(a.path, adapter_name=a.name)
+        peft_model = PeftModel.from_pretrained(model, first.path, adapter_name=peft_name(0))
+        for i, a in enumerate(rest, start=1):
+            peft_model.load_adapter(a.path, adapter_name=peft_name(i))
         # KAITO's /chat default: one adapter combined by strength ("cat" is exact and fast; svd is slow)
-        peft_model.add_weighted_adapter(names, [a.strength for a in adapters], COMBINED,
+        peft_model.add_weighted_adapter([peft_name(i) for i in range(len(adapters))],
+                                        [a.strength for a in adapters], COMBINED,
                                         combination_type=combination_type)
         peft_model.set_adapter(COMBINED)
     except Exception as e:  # noqa: BLE001

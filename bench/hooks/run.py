@@ -49,6 +49,8 @@ def workspace_sync_body() -> bytes:
     world = make_world(SETTINGS, transport=inprocess_transport(SETTINGS, clock), clock=clock)
     ws = yaml.safe_load((ROOT / "examples/inference/kaito_workspace_phi_3_with_adapters.yaml").read_text())
     ws["metadata"]["namespace"] = "default"
+    # the seed's placeholder image is refused at admission; a user fills in a real reference
+    ws["inference"]["adapters"][0]["source"]["image"] = "myregistry.azurecr.io/adapters/phi-3-adapter:0.0.1"
     ws["inference"]["adapters"].append({"source": {"name": "second", "image": "registry.example.com/ad/second:1",
                                                    "imagePullSecrets": ["pull"]}, "strength": "0.5"})
     world.cluster.create(ws)

@@ -17,6 +17,7 @@ import yaml
 from metacontroller.api import Obj
 
 from . import pod
+from .names import adapter_key
 
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 SERVE_PORT = 8000
@@ -64,9 +65,10 @@ def _from_volume(adapter: Obj) -> bool:
 
 
 def adapter_path(adapter: Obj, index: int) -> str:
-    """Where serving finds the adapter: pulled into the shared volume, or the user's volume mounted."""
+    """Where serving finds the adapter: pulled into the shared volume, or the user's volume mounted.
+    The directory is the adapter's Kubernetes key, so names that differ only in case never share one."""
     root = ADAPTER_VOLUME_ROOT if _from_volume(adapter) else ADAPTER_ROOT
-    return f"{root}/{adapter_name(adapter, index)}"
+    return f"{root}/{adapter_key(adapter_name(adapter, index))}"
 
 
 def serve_config(plan: ServingPlan) -> Obj:
@@ -101,21 +103,21 @@ def _adapter_parts(plan: ServingPlan) -> tuple[list[Obj], list[Obj], list[Obj]]:
     inits, volumes, mounts_main = [], [], []
     for i, adapter in enumerate(plan.adapters):
         src = adapter.get("source") or {}
-        name = adapter_name(adapter, i)
+        key = adapter_key(adapter_name(adapter, i))
         if _from_volume(adapter):
-            volumes.append({"name": f"adapter-volume-{i}", **src["volumeSource"]})
-            mounts_main.append({"name": f"adapter-volume-{i}", "mountPath": adapter_path(adapter, i), "readOnly": True})
+            volumes.append({"name": f"adapter-volume-{key}", **src["volumeSource"]})
+            mounts_main.append({"name": f"adapter-volume-{key}", "mountPath": adapter_path(adapter, i), "readOnly": True})
             continue
         mounts = [{"name": "adapters", "mountPath": ADAPTER_ROOT}]
         env = []
         secrets = src.get("imagePullSecrets") or []
         if secrets:
-            vol = f"adapter-pull-secret-{i}"
+            vol = f"adapter-pull-secret-{key}"
             volumes.append(pod.docker_config_volume(vol, secrets[0]))
-            mounts.append({"name": vol, "mountPath": f"/mnt/pull-secrets/{i}", "readOnly": True})
-            env.append({"name": "DOCKER_CONFIG", "value": f"/mnt/pull-secrets/{i}"})
-        container = {"name": f"adapter-{name}"[:63].rstrip("-"), "image": plan.runtime_image,
-                     "command": ["kaito", "pull", src.get("image", ""), f"{ADAPTER_ROOT}/{name}"],
+            mounts.append({"name": vol, "mountPath": f"/mnt/pull-secrets/{key}", "readOnly": True})
+            env.append({"name": "DOCKER_CONFIG", "value": f"/mnt/pull-secrets/{key}"})
+        container = {"name": f"adapter-{key}", "image": plan.runtime_image,
+                     "command": ["kaito", "pull", src.get("image", ""), adapter_path(adapter, i)],
                      "volumeMounts": mounts, "securityContext": pod.container_security()}
         if env:
             container["env"] = env

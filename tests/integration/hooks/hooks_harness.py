@@ -1,7 +1,6 @@
 """Helpers shared by the hook integration tests (imported by name: tests have no packages)."""
 from __future__ import annotations
 
-import copy
 import json
 import re
 from pathlib import Path
@@ -12,6 +11,7 @@ import yaml
 
 from hooks.settings import CLAIM_APIS
 from metacontroller.apply import LAST_APPLIED, last_applied_of
+from tests.support.seeds import with_real_references
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
@@ -20,8 +20,8 @@ BUILTIN_CHILD_KINDS = ("Deployment", "Service", "ConfigMap", "Job")
 
 
 def load_example(rel: str, namespace: str = "default", name: str | None = None) -> dict:
-    obj = yaml.safe_load((EXAMPLES / rel).read_text())
-    obj = copy.deepcopy(obj)
+    """An example as a user applies it: the seeds' placeholders filled in (tests.support.seeds)."""
+    obj = with_real_references(yaml.safe_load((EXAMPLES / rel).read_text()))
     obj["metadata"]["namespace"] = namespace
     if name:
         obj["metadata"]["name"] = name

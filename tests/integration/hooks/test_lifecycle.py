@@ -86,9 +86,9 @@ def test_adapters_init_containers_strengths_and_in_place_update(world_factory):
     dep = kids[f"Deployment/{name}"]
     inits = dep["spec"]["template"]["spec"]["initContainers"]
     assert [c["command"][:3] for c in inits] == [
-        ["kaito", "pull", "ACR_REPO_HERE.azurecr.io/ADAPTER_HERE:0.0.1"],
+        ["kaito", "pull", "myregistry.azurecr.io/adapters/phi-3-adapter:0.0.1"],
         ["kaito", "pull", "registry.example.com/ad/second:1"]]
-    assert inits[1]["env"] == [{"name": "DOCKER_CONFIG", "value": "/mnt/pull-secrets/1"}]
+    assert inits[1]["env"] == [{"name": "DOCKER_CONFIG", "value": "/mnt/pull-secrets/second"}]
     args = yaml.safe_load(kids[f"ConfigMap/{name}"]["data"]["serve_config.yaml"])["applications"][0]["args"]
     assert [(a["name"], a["path"], a["strength"]) for a in args["adapters"]] == [
         ("phi-3-adapter", "/mnt/adapter/phi-3-adapter", 1.0), ("second", "/mnt/adapter/second", 0.25)]

@@ -21,7 +21,7 @@ registry = registry_fixture()
 def _greedy(loaded, adapter=None) -> list[int]:
     model, tok = loaded.model, loaded.tokenizer
     ids = tok("Kubernetes schedules pods", return_tensors="pt")
-    kwargs = {"adapter_names": [adapter]} if adapter else {}
+    kwargs = {"adapter_names": [loaded.peft_adapter_map()[adapter]]} if adapter else {}
     with torch.inference_mode():
         out = model.generate(**ids, max_new_tokens=8, do_sample=False, **kwargs)
     return out[0, ids["input_ids"].shape[1]:].tolist()

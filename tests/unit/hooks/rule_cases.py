@@ -41,6 +41,14 @@ def _adapters(n, name=lambda i: f"adapter-{i}"):
     return [{"source": {"name": name(i), "image": f"myacr.azurecr.io/adapter-{i}:0.1"}, "strength": "0.5"} for i in range(n)]
 
 
+def _input_image(image):
+    return _both(_set("tuning.input.urls", _DELETE), _set("tuning.input.image", image))
+
+
+def _private_image(image):
+    return _both(_set("inference.preset.accessMode", "private"), _set("inference.preset.presetOptions", {"image": image}))
+
+
 _TUNING_PART = {
     "preset": {"name": "phi-3-mini-4k-instruct"}, "method": "lora",
     "input": {"urls": ["https://example.com/data.parquet"]},
@@ -67,7 +75,7 @@ CASES = [
     ("adapters-max", INF, _set("inference.adapters", _adapters(11)), _set("inference.adapters", _adapters(10)), None),
     ("adapters-unique", INF, _set("inference.adapters", _adapters(2, name=lambda i: "same")), _set("inference.adapters", _adapters(2)), None),
     ("adapter-name-required", ADP, _set("inference.adapters.0.source.name", _DELETE), lambda ws: ws, None),
-    ("adapter-name-dns", ADP, _set("inference.adapters.0.source.name", "Phi_3.adapter"), _set("inference.adapters.0.source.name", "phi-3-adapter-2"), None),
+    ("adapter-name-valid", ADP, _set("inference.adapters.0.source.name", "Phi_3.adapter"), _set("inference.adapters.0.source.name", "Phi-3.Adapter-2"), None),
     ("adapter-image-or-volume", ADP, _set("inference.adapters.0.source.image", _DELETE), _both(_set("inference.adapters.0.source.image", _DELETE), _set("inference.adapters.0.source.volumeSource", {"persistentVolumeClaim": {"claimName": "adapters"}})), None),
     ("adapter-no-urls", ADP, _set("inference.adapters.0.source.urls", ["https://example.com/a.safetensors"]), lambda ws: ws, None),
     ("strength-number", ADP, _set("inference.adapters.0.strength", "strong"), _set("inference.adapters.0.strength", "0.25"), None),
@@ -76,8 +84,14 @@ CASES = [
     ("tuning-preset-immutable", TUN, _set("tuning.preset.name", "phi-3-mini-128k-instruct"), lambda ws: ws, lambda ws: ws),
     ("method-immutable", TUN, _set("tuning.method", "lora"), _set("tuning.method", "QLORA"), lambda ws: ws),
     ("input-name-immutable", TUN, _set("tuning.input.name", "renamed"), lambda ws: ws, lambda ws: ws),
-    ("input-image-format", TUN, _both(_set("tuning.input.urls", _DELETE), _set("tuning.input.image", "data-image")), _both(_set("tuning.input.urls", _DELETE), _set("tuning.input.image", "myacr.azurecr.io/data:0.1")), None),
-    ("input-image-lowercase", TUN, _both(_set("tuning.input.urls", _DELETE), _set("tuning.input.image", "myacr.azurecr.io/Data:0.1")), _both(_set("tuning.input.urls", _DELETE), _set("tuning.input.image", "myacr.azurecr.io/data:0.1")), None),
+    ("input-image-format", TUN, _input_image("data-image"), _input_image("data-image:latest"), None),
+    ("input-image-lowercase", TUN, _input_image("myacr.azurecr.io/Data:0.1"), _input_image("MyACR.azurecr.io/data:0.1"), None),
+    ("output-image-format", TUN, _set("tuning.output.image", "my_acr.azurecr.io/out:1"), _set("tuning.output.image", "localhost:5000/out@sha256:" + "a" * 64), None),
+    ("output-image-lowercase", TUN, _set("tuning.output.image", "Team/out:1"), _set("tuning.output.image", "team/out:V1"), None),
+    ("adapter-image-format", ADP, _set("inference.adapters.0.source.image", "<YOUR_IMAGE>"), _set("inference.adapters.0.source.image", "myacr.azurecr.io/adapters/a.b_c:1"), None),
+    ("adapter-image-lowercase", ADP, _set("inference.adapters.0.source.image", "ADAPTER:1"), _set("inference.adapters.0.source.image", "adapter:1"), None),
+    ("preset-image-format", INF, _private_image("<YOUR IMAGE URL>"), _private_image("myacr.azurecr.io/llama-2:7b"), None),
+    ("preset-image-lowercase", INF, _private_image("myacr.azurecr.io/Llama-2:7b"), _both(_private_image("myacr.azurecr.io/llama-2:7b"), _set("inference.preset.accessMode", "public")), None),
     ("input-exactly-one", TUN, _set("tuning.input.image", "myacr.azurecr.io/data:0.1"), lambda ws: ws, None),
     ("input-urls-http", TUN, _set("tuning.input.urls", ["ftp://example.com/data.parquet"]), _set("tuning.input.urls", ["http://example.com/data.parquet"]), None),
     ("input-urls-external", TUN, _set("tuning.input.urls", ["http://169.254.169.254/latest/meta-data"]), _set("tuning.input.urls", ["http://93.184.216.34/data.parquet"]), None),

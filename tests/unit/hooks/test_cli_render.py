@@ -1,11 +1,14 @@
+import pytest
 import yaml
 
 from hooks import cli_render
+from tests.unit.hooks.conftest import load, load_ready
 
 
-def test_render_prints_claims_children_and_a_ready_status(capsys):
-    assert cli_render.main(["-f", "examples/inference/kaito_workspace_phi_3_with_adapters.yaml",
-                            "--claim-api", "machine"]) == 0
+def test_render_prints_claims_children_and_a_ready_status(tmp_path, capsys):
+    path = tmp_path / "ws.yaml"
+    path.write_text(yaml.safe_dump(load_ready("examples/inference/kaito_workspace_phi_3_with_adapters.yaml")))
+    assert cli_render.main(["-f", str(path), "--claim-api", "machine"]) == 0
     docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
     kinds = [d.get("kind") for d in docs[:-1]]
     assert kinds == ["Machine", "ConfigMap", "Service", "Deployment"]
@@ -24,8 +27,35 @@ def test_render_reports_an_invalid_workspace(tmp_path, capsys):
     assert "Insufficient" in captured.err
 
 
-def test_render_refuses_a_file_without_one_workspace(tmp_path, capsys):
+@pytest.mark.parametrize(("text", "says"), [
+    ("kind: ConfigMap\n", "must hold exactly one Workspace"),
+    ("kind: Workspace\nmetadata: {name: w}\nresource: {}\n", "apiVersion must be kaito.sh/v1alpha1, got None"),
+    ("apiVersion: kaito.sh/v1alpha1\nkind: Workspace\nresource: {}\n", "metadata.name must be set"),
+    ("apiVersion: kaito.sh/v1alpha1\nkind: Workspace\nmetadata: {name: w}\nresource: [1]\n", "resource must be a mapping"),
+    ("apiVersion: kaito.sh/v1alpha1\nkind: Workspace\nmetadata: {name: [w\n", "YAML syntax error at line"),
+])
+def test_render_refuses_a_malformed_document_in_one_line(tmp_path, capsys, text, says):
     path = tmp_path / "x.yaml"
-    path.write_text("kind: ConfigMap\n")
-    assert cli_render.main(["-f", str(path)]) == 2
-    assert "exactly one Workspace" in capsys.readouterr().err
+    path.write_text(text)
+    assert cli_render.main(["-f", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert says in captured.err and len(captured.err.strip().splitlines()) == 1 and captured.out == ""
+
+
+@pytest.mark.parametrize("mutation", ["placeholder adapter image", "labelSelector not a mapping", "no preset"])
+def test_render_creates_no_node_claims_for_an_invalid_spec(tmp_path, capsys, mutation):
+    """The NodeProvisioner agrees with the Workspace sync: an invalid spec gets no GPU nodes."""
+    ws = load("examples/inference/kaito_workspace_phi_3_with_adapters.yaml")  # placeholders as in the seed
+    if mutation == "labelSelector not a mapping":
+        ws = load_ready("examples/inference/kaito_workspace_phi_3_with_adapters.yaml")
+        ws["resource"]["labelSelector"] = "apps=phi-3"
+    elif mutation == "no preset":
+        ws = load_ready("examples/inference/kaito_workspace_phi_3_with_adapters.yaml")
+        del ws["inference"]["preset"]
+    path = tmp_path / "ws.yaml"
+    path.write_text(yaml.safe_dump(ws))
+    assert cli_render.main(["-f", str(path)]) == 1
+    captured = capsys.readouterr()
+    docs = [d for d in yaml.safe_load_all(captured.out) if d]
+    assert [d for d in docs if d.get("kind") in ("NodeClaim", "Machine")] == []
+    assert "invalid workspace" in captured.err and "Traceback" not in captured.err

@@ -5,7 +5,7 @@ import kubernetes_validate
 import yaml
 
 from hooks.cli_render import render
-from tests.unit.hooks.conftest import load
+from tests.unit.hooks.conftest import PLACEHOLDERS, load, load_ready
 
 
 def _objects(ws):
@@ -22,14 +22,14 @@ def _head(objs, name):
 
 
 def test_adapter_from_a_volume_is_mounted_not_pulled():
-    ws = copy.deepcopy(load("examples/inference/kaito_workspace_phi_3_with_adapters.yaml"))
+    ws = load_ready("examples/inference/kaito_workspace_phi_3_with_adapters.yaml")
     ws["inference"]["adapters"].append(
         {"source": {"name": "from-pvc", "volumeSource": {"persistentVolumeClaim": {"claimName": "adapters"}}}, "strength": "0.5"})
     name = ws["metadata"]["name"]
     objs = _objects(ws)
     spec = _head(objs, name)
-    assert [c["command"][2] for c in spec["initContainers"]] == ["ACR_REPO_HERE.azurecr.io/ADAPTER_HERE:0.0.1"]
-    assert {"name": "adapter-volume-1", "persistentVolumeClaim": {"claimName": "adapters"}} in spec["volumes"]
+    assert [c["command"][2] for c in spec["initContainers"]] == [PLACEHOLDERS["ACR_REPO_HERE.azurecr.io/ADAPTER_HERE:0.0.1"]]
+    assert {"name": "adapter-volume-from-pvc", "persistentVolumeClaim": {"claimName": "adapters"}} in spec["volumes"]
     mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
     assert mounts["/mnt/adapter-volumes/from-pvc"]["readOnly"] is True
     args = yaml.safe_load(objs[("ConfigMap", name)]["data"]["serve_config.yaml"])["applications"][0]["args"]

@@ -174,3 +174,18 @@ def test_the_overlay_decides_the_claim_api_and_a_different_spec_is_a_false_condi
 def test_pending_resync_comes_from_settings():
     slow = Settings(claim_api=CLAIM_APIS["nodeclaim"], pending_resync_seconds=42.0)
     assert sync(request([ws("a")]), settings=slow)["resyncAfterSeconds"] == 42.0
+
+
+def test_no_claims_for_a_workspace_the_sync_would_refuse():
+    """Validation is the Workspace sync's: a spec it refuses (here an adapter image that cannot be
+    pulled, or an instance type KAITO does not accept) gets no GPU node, a fixed one does."""
+    bad_image = ws("img")
+    bad_image["inference"]["adapters"] = [{"source": {"name": "a", "image": "ACR_REPO_HERE.azurecr.io/ADAPTER_HERE:0.0.1"}}]
+    template = ws("tpl", sku="m5.large")
+    del template["inference"]["preset"]
+    template["inference"]["template"] = {"spec": {"containers": [{"name": "c", "image": "x:1"}]}}
+    reply = sync(request([bad_image, template, ws("ok")]))
+    assert [c["metadata"]["labels"]["kaito.sh/workspace"] for c in reply["children"]] == ["ok"]
+    bad_image["inference"]["adapters"][0]["source"]["image"] = "myacr.azurecr.io/adapter:0.0.1"
+    reply = sync(request([bad_image]))
+    assert [c["metadata"]["labels"]["kaito.sh/workspace"] for c in reply["children"]] == ["img"]

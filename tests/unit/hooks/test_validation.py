@@ -5,14 +5,28 @@ import pytest
 import yaml
 
 from hooks.validation import FieldError, WorkspaceInvalid, parse_workspace, validate_training_config, validate_workspace
-from tests.unit.hooks.conftest import EXAMPLES
+from tests.unit.hooks.conftest import EXAMPLES, PLACEHOLDERS, with_real_references
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", EXAMPLES + FIXTURES, ids=lambda p: p.name)
-def test_examples_and_seed_listings_are_valid(path):
-    assert validate_workspace(yaml.safe_load(path.read_text())) == []
+def test_examples_and_seed_listings_are_valid_once_their_placeholders_are_filled(path):
+    assert validate_workspace(with_real_references(yaml.safe_load(path.read_text()))) == []
+
+
+SEEDS_WITH_PLACEHOLDERS = [p for p in EXAMPLES + FIXTURES if any(k in p.read_text() for k in PLACEHOLDERS)]
+
+
+@pytest.mark.parametrize("path", SEEDS_WITH_PLACEHOLDERS, ids=lambda p: p.name)
+def test_seed_placeholders_are_refused_naming_the_field_and_lower_case(path):
+    """KAITO's verdict on `ACR_REPO_HERE.azurecr.io/IMAGE_NAME_HERE:0.0.1`: the repository must be
+    lower-case; a Job that trains for hours and then cannot push is worse."""
+    errors = validate_workspace(yaml.safe_load(path.read_text()))
+    fields = {"tuning.output.image", "inference.adapters[0].source.image"}
+    assert {e.path for e in errors} <= fields and errors
+    assert any(e.message.startswith("Repository name must be lowercase") for e in errors)
+    assert any("the registry host 'ACR_REPO_HERE.azurecr.io' is not a host name" in e.message for e in errors)
 
 
 def _messages(ws, old=None):
@@ -133,7 +147,7 @@ def test_parse_workspace_raises_with_all_errors(inference_ws):
 
 def test_parse_workspace_returns_typed_model(adapters_ws):
     ws = parse_workspace(adapters_ws)
-    assert ws.inference.adapters[0].source.image == "ACR_REPO_HERE.azurecr.io/ADAPTER_HERE:0.0.1"
+    assert ws.inference.adapters[0].source.image == "myregistry.azurecr.io/adapters/phi-3-adapter:0.0.1"
     assert ws.resource.count == 1
 
 

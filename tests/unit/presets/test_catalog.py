@@ -41,8 +41,57 @@ def test_numbers_follow_kaito(name, gpus, memory, disk):
     assert (p.gpu_count, p.total_gpu_memory_gib, p.disk_gib) == (gpus, memory, disk)
 
 
-def test_gated_presets():
-    assert {p.name for p in presets.list_presets() if p.gated} == {"llama-3.1-8b-instruct", "mistral-7b", "mistral-7b-instruct"}
+# KAITO HEAD's presets/workspace/models/supported_models.yaml: the entries with
+# `downloadAuthRequired: true`. No KAITO version ever gated mistral-7b or mistral-7b-instruct.
+KAITO_DOWNLOAD_AUTH_REQUIRED = {"llama-3.1-8b-instruct", "llama-3.3-70b-instruct"}
+# Every model of that file (its `base` entry is an image without weights, not a model).
+KAITO_HEAD_MODELS = {
+    "llama-3.1-8b-instruct", "llama-3.3-70b-instruct", "deepseek-r1-0528", "deepseek-v3-0324", "falcon-7b",
+    "falcon-7b-instruct", "falcon-40b", "falcon-40b-instruct", "mistral-7b", "mistral-7b-instruct",
+    "ministral-3-3b-instruct", "ministral-3-8b-instruct", "ministral-3-14b-instruct", "mistral-large-3-675b-instruct",
+    "phi-2", "phi-3-mini-4k-instruct", "phi-3-mini-128k-instruct", "phi-3-medium-4k-instruct",
+    "phi-3-medium-128k-instruct", "phi-3.5-mini-instruct", "phi-4-mini-instruct", "phi-4", "qwen2.5-coder-7b-instruct",
+    "qwen2.5-coder-32b-instruct", "deepseek-r1-distill-qwen-14b", "deepseek-r1-distill-llama-8b",
+    "gemma-3-4b-instruct", "gemma-3-27b-instruct", "gpt-oss-20b", "gpt-oss-120b",
+}
+KAITO_V03_PRIVATE = {"llama-2-7b", "llama-2-7b-chat", "llama-2-13b", "llama-2-13b-chat", "llama-2-70b", "llama-2-70b-chat"}
+
+
+def test_gated_presets_are_exactly_kaitos_download_auth_required_list():
+    assert {p.name for p in presets.list_presets() if p.gated} == KAITO_DOWNLOAD_AUTH_REQUIRED
+    assert all(p.gated == p.download_auth_required for p in presets.list_presets())
+
+
+def test_catalog_has_every_model_of_kaito_head_and_v03s_private_llama_2():
+    assert KAITO_HEAD_MODELS | KAITO_V03_PRIVATE <= {p.name for p in presets.list_presets()}
+
+
+@pytest.mark.parametrize("name", sorted(KAITO_V03_PRIVATE))
+def test_llama_2_presets_are_private_as_in_kaito_v03(name):
+    p = presets.get_preset(name)
+    assert p.access_mode == "private" and not p.gated and p.derived
+
+
+@pytest.mark.parametrize("name", sorted(KAITO_HEAD_MODELS - set(REQUIRED)))
+def test_new_kaito_head_presets_pin_kaitos_revision_and_fit_their_gpu_count(name):
+    p = presets.get_preset(name)
+    assert re.fullmatch(r"[0-9a-f]{40}", p.revision) and p.derived and p.access_mode == "public"
+    assert p.total_gpu_memory_gib >= p.weight_gib - 0.01 and p.disk_gib > p.weight_gib
+    # enough GPUs of the largest per-GPU memory in the SKU table to hold the weights
+    largest = max(s.memory_per_gpu_gib for s in presets.list_skus())
+    assert p.gpu_count * largest >= p.total_gpu_memory_gib
+
+
+@pytest.mark.parametrize(("name", "gpus", "memory", "disk"), [
+    # KAITO v0.7.2 presets/workspace/models/*/model.go (weights and disk); gpu counts derived
+    ("deepseek-r1-0528", 8, 641.3, 800), ("llama-3.3-70b-instruct", 2, 131.42, 220),
+    ("qwen2.5-coder-32b-instruct", 1, 61.03, 230), ("gpt-oss-20b", 1, 12.9, 110), ("gpt-oss-120b", 1, 60.77, 250),
+    # KAITO v0.3.2 presets/models/llama2{,chat}/model.go
+    ("llama-2-13b", 2, 30, 46), ("llama-2-70b-chat", 8, 192, 158),
+])
+def test_new_numbers_follow_kaito(name, gpus, memory, disk):
+    p = presets.get_preset(name)
+    assert (p.gpu_count, p.total_gpu_memory_gib, p.disk_gib) == (gpus, memory, disk)
 
 
 def test_tiny_preset_is_local():
@@ -60,7 +109,8 @@ def test_unknown_preset_error_lists_names():
     ("Standard_NC6s_v3", 1, 16, "V100"), ("Standard_NC24ads_A100_v4", 1, 80, "A100"),
     ("Standard_ND96isr_H100_v5", 8, 640, "H100"), ("Standard_ND96isr_H200_v5", 8, 1128, "H200"),
     ("p3.2xlarge", 1, 16, "V100"), ("p4d.24xlarge", 8, 320, "A100"), ("p5.48xlarge", 8, 640, "H100"),
-    ("g4dn.xlarge", 1, 16, "T4"), ("g5.48xlarge", 8, 192, "A10G"),
+    ("g4dn.xlarge", 1, 16, "T4"), ("g5.48xlarge", 8, 192, "A10G"), ("p5e.48xlarge", 8, 1128, "H200"),
+    ("Standard_NC80adis_H100_v5", 2, 188, "H100"), ("g6.12xlarge", 4, 96, "L4"),
 ])
 def test_sku_table(sku, gpus, memory, model):
     s = presets.get_sku(sku)
