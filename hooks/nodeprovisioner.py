@@ -39,6 +39,8 @@ DEFAULTS = ResourceSpec.model_construct()
 MAX_NAMED_INVALID = 10
 #: Longest reason an invalid Workspace gets in the status (a value it quotes may be huge).
 MAX_REASON_CHARS = 1000
+#: Workspaces up to this size (JSON text) have their validity memoised; bounds the cache's memory.
+MAX_CACHED_SPEC_CHARS = 16_384
 
 
 def claim_name(namespace: str, name: str, index: int) -> str:
@@ -198,7 +200,8 @@ def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
         if ws.metadata.deletionTimestamp:
             continue
         spec_only = {k: v for k, v in sent.items() if k != "status"}
-        errors = _validity(json.dumps(spec_only, separators=(",", ":")))
+        text = json.dumps(spec_only, separators=(",", ":"))
+        errors = _validity(text) if len(text) <= MAX_CACHED_SPEC_CHARS else validate_workspace(spec_only)
         if errors:
             # Nothing new, and an edit typo must not take away the nodes a running workspace
             # sits on: its claims stay exactly as last applied.

@@ -5,15 +5,18 @@ children/related maps are keyed `Kind.apiVersion` (e.g. `Deployment.apps/v1`), t
 `namespace/name` for namespaced objects and plain `name` for cluster-scoped ones.
 The reply models forbid extra keys because v2 hooks default to strict unmarshalling.
 
-Requests are decoded once, by `decode`: JSON -> nesting and text checks -> the request model.
+Requests are decoded once, by `decode`: JSON (with nesting, text and number checks) -> the model.
 Every shape problem is a `RequestError` naming its JSON path (a 4xx for a hook server), so what
 comes after the decode sees typed objects whose identity, map keys and status fields are sound.
 """
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any, Iterable, Optional, TypeVar
 
+import pydantic_core
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr,
                       ValidationError, model_validator)
 
@@ -99,10 +102,11 @@ class SyncResponse(_Model):
 
 
 # -- request decoding -----------------------------------------------------------------------
-#: Deepest JSON nesting a hook request may have. Kubernetes objects stay far below it (a Pod
-#: template is ~15 levels); anything deeper is refused before it can exhaust the recursion limit
-#: of whatever reads it next (copying, merging, encoding the reply).
-MAX_NESTING = 100
+#: Deepest JSON nesting a hook request may have: the fixed limit of pydantic-core's parser, pinned
+#: by a test. Kubernetes objects stay far below it (a Pod template is ~15 levels), and it keeps
+#: whatever reads the value next (copying, merging, encoding the reply) far from Python's
+#: recursion limit.
+MAX_NESTING = 200
 
 
 class RequestError(ValueError):
@@ -270,68 +274,47 @@ class SyncRequest(_Request):
 Request = TypeVar("Request", bound=BaseModel)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+#: A number literal too large for a double (`1e999`) parses as infinity, which no JSON reply may carry.
+_HUGE_EXPONENT = re.compile(rb"[eE]\+?[0-9]{3,}")
 
 
-def _check_tree(value: Any, surrogates: bool) -> Optional[str]:
-    """The first nesting (or, with `surrogates`, lone-surrogate) problem in a parsed JSON value.
-
-    Iterative, so it cannot itself run out of stack; paths are built only once a problem is found.
-    """
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
-        for v in children:
-            if isinstance(v, (dict, list)):
-                if depth >= MAX_NESTING:
-                    return f"{_path_to(value, v)}: JSON nests deeper than {MAX_NESTING} levels"
-                stack.append((v, depth + 1))
-            elif surrogates and isinstance(v, str) and not v.isascii() and not _utf8(v):
-                return f"{_path_to(value, v)}: text holds a lone UTF-16 surrogate"
-        if surrogates and isinstance(item, dict) and any(not k.isascii() and not _utf8(k) for k in item):
-            return f"{_path_to(value, item) or 'body'}: a key holds a lone UTF-16 surrogate"
-    return None
-
-
-def _path_to(root: Any, target: Any) -> str:
-    """The JSON path of `target` (found by identity) inside `root`, for error messages."""
-    stack: list[tuple[Any, tuple]] = [(root, ())]
+def _first_non_finite(value: Any) -> Optional[str]:
+    """The path of the first infinite number in a parsed value (iterative: it cannot run out of stack)."""
+    stack: list[tuple[Any, tuple]] = [(value, ())]
     while stack:
         item, loc = stack.pop()
         pairs = item.items() if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else ()
         for k, v in pairs:
-            if v is target:
-                return json_path(loc + (k,))
+            if isinstance(v, float) and not math.isfinite(v):
+                return json_path(loc + (k,)) or "body"
             if isinstance(v, (dict, list)):
                 stack.append((v, loc + (k,)))
-    return "body"
+    return None
 
 
-def _utf8(text: str) -> bool:
+def parse_json(body: bytes) -> Any:
+    """JSON bytes -> Python values, refusing what a hook must not pass on: invalid JSON or UTF-8,
+    lone UTF-16 surrogates, NaN and infinities, and nesting deeper than MAX_NESTING (pydantic-core's
+    parser stops there by itself, before anything recursive reads the value)."""
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+        data = pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError as exc:
+        text = str(exc)
+        if "recursion limit" in text:
+            text = f"JSON nests deeper than {MAX_NESTING} levels ({text})"
+        raise RequestError(400, [f"request body is not valid JSON: {text}"]) from exc
+    if _HUGE_EXPONENT.search(body):
+        where = _first_non_finite(data)
+        if where is not None:
+            raise RequestError(400, [f"{where}: number out of range for JSON"])
+    return data
 
 
 def decode(model: type[Request], body: bytes) -> Request:
     """The one decoding step of a hook request: bytes -> `model`, or RequestError naming the path."""
-    try:
-        data = json.loads(body, parse_constant=_reject_constant)
-    except RecursionError as exc:
-        raise RequestError(400, [f"body: JSON nests deeper than {MAX_NESTING} levels"]) from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(400, [f"request body is not valid JSON: {exc}"]) from exc
+    data = parse_json(body)
     if not isinstance(data, dict):
         raise RequestError(422, [f"body: must be a JSON object, got {type(data).__name__}"])
-    # A lone surrogate can only arrive as a \\u escape (raw UTF-8 cannot encode one), so most
-    # bodies skip that part of the walk.
-    problem = _check_tree(data, surrogates=b"\\ud" in body or b"\\uD" in body)
-    if problem:
-        raise RequestError(422, [problem])
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -66,7 +66,8 @@ def test_decode_types_the_request_and_keeps_the_wire_form():
     (_sync_body(children={"ConfigMap.v1": {"n/c": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
         "name": "c", "namespace": "n", "annotations": {LAST_APPLIED: "{not json"}}}}}), 422, LAST_APPLIED),
     (json.dumps({"parent": {"apiVersion": "v1", "kind": "P", "metadata": {"name": "a\udfff"}}, "related": {}}).encode(),
-     422, "parent.metadata.name: text holds a lone UTF-16 surrogate"),
+     400, "lone leading surrogate"),
+    (b'{"parent": {"x": [1e999]}}', 400, "parent.x[0]: number out of range"),
     (_sync_body(parent={"apiVersion": "v", "kind": "P", "metadata": {"name": "p"}, "x": [[[[1]]]]}, related=[]), 422,
      "related"),
 ])
@@ -76,9 +77,15 @@ def test_decode_refuses_what_is_not_v2_and_names_the_path(body, status, path):
     assert exc.value.status == status and path in str(exc.value)
 
 
-def test_nesting_limit_is_a_422_below_the_parser_limit():
+def _nested(depth: int) -> dict:
     deep: dict = {}
-    for _ in range(MAX_NESTING + 1):
+    for _ in range(depth - 1):
         deep = {"x": deep}
-    with pytest.raises(RequestError, match=f"deeper than {MAX_NESTING}"):
-        decode(SyncRequest, _sync_body(controller=deep))
+    return deep
+
+
+def test_nesting_limit_is_the_documented_one():
+    assert decode(SyncRequest, _sync_body(controller=_nested(MAX_NESTING - 10))).controller
+    with pytest.raises(RequestError, match=f"deeper than {MAX_NESTING}") as exc:
+        decode(SyncRequest, _sync_body(controller=_nested(MAX_NESTING + 10)))
+    assert exc.value.status == 400
