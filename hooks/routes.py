@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from hooks import nodeprovisioner, sync_workspace
 from hooks.protocol import CustomizeRequest, NodeProvisionerSyncRequest, WorkspaceSyncRequest
 from hooks.settings import Settings
-from metacontroller.api import Obj, RequestError, decode
+from metacontroller.api import Obj, RequestError, decode, encode_reply
 
 log = logging.getLogger("kaito.hooks")
 
@@ -47,17 +47,16 @@ ROUTES = (
 BY_PATH = {r.path: r for r in ROUTES}
 
 
-def encode(payload: Obj) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
+def _error(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
 
 
 def answer(route: Route, body: bytes, settings: Settings, now: str) -> tuple[int, bytes]:
     """(HTTP status, JSON body) for one hook call: decode once, call the pure core, encode."""
     try:
-        reply = route.handler(decode(route.request, body), settings, now)
-        return 200, encode(reply)
+        return 200, encode_reply(route.handler(decode(route.request, body), settings, now))
     except RequestError as exc:
-        return exc.status, encode({"error": str(exc)})
+        return exc.status, _error(str(exc))
     except Exception as exc:  # never a 200 that could drop children
         log.exception("hook %s failed", route.name)
-        return 500, encode({"error": f"{type(exc).__name__}: {exc}"})
+        return 500, _error(f"{type(exc).__name__}: {exc}")

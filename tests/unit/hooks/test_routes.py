@@ -39,3 +39,13 @@ def test_inprocess_transport_answers_like_flask(inference_ws):
     body = {"parent": inference_ws, "children": {}, "related": {}}
     flask = app.test_client().post("/workspace/sync", json=body)
     assert flask.status_code == 200 and json.loads(call(url, body, 10))["children"] == flask.get_json()["children"]
+
+
+def test_out_of_range_number_passed_through_is_a_422_not_a_500(inference_ws):
+    inference_ws["metadata"]["namespace"] = "default"
+    inference_ws["inference"]["preset"]["name"] = "nope"  # invalid: observed children are kept as they are
+    child = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"},
+             "data": {"x": "__HUGE__"}}
+    body = json.dumps({"parent": inference_ws, "related": {}, "children": {"ConfigMap.v1": {"default/c": child}}})
+    status, reply = answer(BY_PATH["/workspace/sync"], body.replace('"__HUGE__"', "1e999").encode(), Settings(), T0)
+    assert status == 422 and b"beyond JSON's range" in reply
