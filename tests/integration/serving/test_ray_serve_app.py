@@ -126,7 +126,7 @@ def test_errors_use_the_openai_envelope_and_leave_nothing_wedged(server):
         r = server.post("/v1/completions", json=body)
         assert r.status_code == status, r.text
         assert r.json()["error"]["param"] == param and set(r.json()["error"]) == {"message", "type", "param", "code"}
-    assert server.post("/v1/completions", content=b"{").status_code == 400
+    assert server.post("/v1/completions", content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
     ok = server.post("/v1/completions", json={"model": NAME, "prompt": "x", "max_tokens": 2})
     assert ok.status_code == 200
 
