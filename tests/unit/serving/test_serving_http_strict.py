@@ -187,7 +187,7 @@ def test_a_client_that_goes_away_is_counted_not_a_500(small_service, caplog):
     long = {"model": "small", "prompt": "hi", "max_tokens": SMALL_CONTEXT - 8, "ignore_eos": True}
     with caplog.at_level(logging.DEBUG):
         # gone while a non-streamed answer is generated
-        _asgi(app, "/chat", json.dumps({"prompt": "hi", "generate_kwargs": {"max_new_tokens": 100}}).encode(),
+        _asgi(app, "/chat", json.dumps({"prompt": "hi", "generate_kwargs": {"max_new_tokens": SMALL_CONTEXT - 8}}).encode(),
               disconnect_after_body=True)
         # gone mid-stream: the next write fails
         sent = _asgi(app, "/v1/completions", json.dumps({**long, "stream": True}).encode(), fail_sends_after=2)
