@@ -337,6 +337,9 @@ async def _sse(svc, stream, rid, created, req, kind, n_prompt, include_usage, pr
         yield b"data: [DONE]\n\n"
         svc.metrics.observe(svc.model_name, start=start, first=first, end=time.perf_counter(),
                             n_prompt=n_prompt, n_out=n_out)
+    except asyncio.CancelledError:  # the server cancels the stream when its client goes away (ASGI < 2.4, Serve)
+        _count_disconnect(svc, "/v1/chat/completions" if kind == "chat.completion" else "/v1/completions")
+        raise
     finally:
         await stream.aclose()  # client gone: cancel the request so its batch slot frees at once
 
