@@ -27,18 +27,21 @@ from .service import Service
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = jsonbody.MAX_BODY_BYTES
-# The POST routes, their request models (also their OpenAPI request bodies) and whether they answer
-# KAITO-style (a "detail" beside the OpenAI envelope, which KAITO clients read).
-_BODIES: dict[str, type] = {"/chat": protocol.KaitoChatRequest,
-                                                "/v1/completions": protocol.CompletionRequest,
-                                                "/v1/chat/completions": protocol.ChatCompletionRequest}
+# The POST routes and their request models (also their request bodies in /openapi.json)
+_BODIES: dict[str, type] = {"/chat": protocol.KaitoChatRequest, "/v1/completions": protocol.CompletionRequest,
+                            "/v1/chat/completions": protocol.ChatCompletionRequest}
 # Status of a request whose client went away: never sent (nginx's convention), only counted.
 _CLIENT_CLOSED = 499
+_DISCONNECT_COUNTED = "kaito.disconnect_counted"  # ASGI scope key
 
 
-def create_app(get_service: Callable[[], Service]) -> FastAPI:
+def create_app(get_service: Callable[[], Service], *,
+               disconnect_errors: tuple[type[BaseException], ...] = ()) -> FastAPI:
+    """`disconnect_errors`: what the host server raises from `receive()` once a client has gone (Ray
+    Serve: TaskCancelledError); each is counted as a disconnect like Starlette's ClientDisconnect."""
+    gone = (ClientDisconnect, ClientDisconnected, *disconnect_errors)
     app = FastAPI(title="kaito-ray serving", docs_url=None, redoc_url=None)
-    app.add_middleware(_DisconnectGuard, get_service=get_service)
+    app.add_middleware(_DisconnectGuard, get_service=get_service, gone=gone)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
@@ -53,11 +56,11 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
             resp = await handler(svc, body, request)
         except ServingError as e:
             resp = _error(e, kaito=kaito)
-        except (ClientDisconnect, ClientDisconnected):
-            _count_disconnect(svc, route)
+        except gone:
+            _count_disconnect(svc, route, request.scope)
             return Response(status_code=_CLIENT_CLOSED)
         except asyncio.CancelledError:  # Serve cancels a request whose client went away
-            _count_disconnect(svc, route)
+            _count_disconnect(svc, route, request.scope)
             raise
         except Exception:  # noqa: BLE001 - a bug answers a 500 in the envelope, never a bare traceback page
             log.exception("internal error on %s", route)
@@ -129,7 +132,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
 def _error(e: ServingError, *, kaito: bool = False) -> JSONResponse:
     content = e.envelope()
     if kaito:
-        content = {"detail": e.message, **content}
+        content = {"detail": e.message, **content}  # KAITO clients read "detail"
     return JSONResponse(content, status_code=e.status, headers=e.headers())
 
 
@@ -156,7 +159,11 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return _error(ServingError("internal error; the server log has the details"))
 
 
-def _count_disconnect(svc: Service | None, route: str) -> None:
+def _count_disconnect(svc: Service | None, route: str, scope: dict) -> None:
+    """Once per request: a stream cancelled by the server can also fail its next receive()."""
+    if scope.get(_DISCONNECT_COUNTED):
+        return
+    scope[_DISCONNECT_COUNTED] = True
     log.debug("client went away during %s", route)
     if svc is not None:
         svc.metrics.disconnects.labels(route).inc()
@@ -164,24 +171,25 @@ def _count_disconnect(svc: Service | None, route: str) -> None:
 
 class _DisconnectGuard:
     """Pure ASGI middleware: a client that goes away mid-stream (Starlette raises ClientDisconnect once a
-    write fails) is a debug line and a counter, not a 500 with a traceback."""
+    write fails; Ray Serve's receive() raises TaskCancelledError) is a debug line and a counter, not a
+    500 with a traceback."""
 
-    def __init__(self, app, get_service: Callable[[], Service]):
-        self.app, self.get_service = app, get_service
+    def __init__(self, app, get_service: Callable[[], Service], gone: tuple[type[BaseException], ...]):
+        self.app, self.get_service, self.gone = app, get_service, gone
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         try:
             await self.app(scope, receive, send)
-        except ClientDisconnect:
+        except self.gone:
             path = scope.get("path", "")
             route = next((r for r in _BODIES if path.endswith(r)), "other")
             try:
                 svc = self.get_service()
             except ServingError:
                 svc = None
-            _count_disconnect(svc, route)
+            _count_disconnect(svc, route, scope)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -296,11 +304,13 @@ async def _respond(svc, req, ids, params, adapter, request, *, kind: str, prefix
     stream = await svc.engine.generate(ids, params, n=req.n, adapter=adapter, batched=True,  # 429 here, before the 200
                                        interval_s=svc.args.stream_interval_ms / 1000)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    return StreamingResponse(_sse(svc, stream, rid, created, req, kind, len(ids), include_usage, prefix),
+    return StreamingResponse(_sse(svc, stream, rid, created, req, kind, len(ids), include_usage, prefix,
+                                  request.scope),
                              media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def _sse(svc, stream, rid, created, req, kind, n_prompt, include_usage, prefix) -> AsyncIterator[bytes]:
+async def _sse(svc, stream, rid, created, req, kind, n_prompt, include_usage, prefix,
+               scope: dict) -> AsyncIterator[bytes]:
     chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else "text_completion"
     start, first, n_out = time.perf_counter(), None, 0
 
@@ -338,7 +348,7 @@ async def _sse(svc, stream, rid, created, req, kind, n_prompt, include_usage, pr
         svc.metrics.observe(svc.model_name, start=start, first=first, end=time.perf_counter(),
                             n_prompt=n_prompt, n_out=n_out)
     except asyncio.CancelledError:  # the server cancels the stream when its client goes away (ASGI < 2.4, Serve)
-        _count_disconnect(svc, "/v1/chat/completions" if kind == "chat.completion" else "/v1/completions")
+        _count_disconnect(svc, "/v1/chat/completions" if kind == "chat.completion" else "/v1/completions", scope)
         raise
     finally:
         await stream.aclose()  # client gone: cancel the request so its batch slot frees at once

@@ -159,10 +159,6 @@ class KaitoGenerateKwargs(_Strict):
         return v
 
 
-KAITO_GENERATE_DEFAULTS: dict[str, Any] = {k: f.default for k, f in KaitoGenerateKwargs.model_fields.items()
-                                           if f.default is not None}
-
-
 class KaitoChatRequest(_Strict):
     unsupported: ClassVar[tuple[str, ...]] = ("prefix", "handle_long_generation", "messages")
     prompt: str | None = Field(default=None, description="the text to continue (required)")

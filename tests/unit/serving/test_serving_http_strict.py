@@ -198,3 +198,18 @@ def test_a_client_that_goes_away_is_counted_not_a_500(small_service, caplog):
     assert "client went away" in caplog.text
     assert not [s for s in small_service.metrics.registry.collect() if s.name == "kaito_requests"
                 and any(x.labels.get("status", "").startswith("5") for x in s.samples)]
+
+
+def test_a_bug_is_a_500_in_the_envelope_with_the_traceback_logged(caplog):
+    from fastapi.testclient import TestClient
+
+    class Broken:
+        def require_ready(self):
+            raise RuntimeError("a bug")
+
+    with TestClient(create_app(lambda: Broken()), raise_server_exceptions=False) as c, \
+            caplog.at_level(logging.ERROR):
+        err = error_of(c.post("/v1/completions", json=COMP), 500)
+        assert err["type"] == "internal_error" and "a bug" not in err["message"]  # details stay in the log
+        assert error_of(c.get("/healthz"), 500)["type"] == "internal_error"
+    assert "a bug" in caplog.text
