@@ -5,7 +5,7 @@ Pydantic at the edge only: handlers turn these into `SamplingParams` for the eng
 Strict like OpenAI's API: no type coercion (`max_tokens: "8"` or `true` is a 400), finite numbers
 only, and an unknown field is a 400 "Unrecognized request argument supplied: <field>". Besides
 OpenAI's own fields the OpenAI routes accept these vLLM extensions, all implemented by the engine:
-`top_k`, `repetition_penalty`, `ignore_eos` (VLLM_EXTENSIONS). OpenAI features this server does not
+`top_k`, `repetition_penalty`, `ignore_eos` (their descriptions say so). OpenAI features this server does not
 implement (`logprobs`, `tools`, ...) are accepted only at their "off" value, so a client that sends
 the default still works and one that asks for the feature learns it is missing.
 """
@@ -13,13 +13,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import BadRequest, ContextLengthExceeded
 from .jsonbody import field_path
 from .scheduler import SamplingParams
-
-VLLM_EXTENSIONS = ("top_k", "repetition_penalty", "ignore_eos")
 
 # Below this a temperature is greedy (vLLM's rule): dividing logits by ~0 overflows to inf and NaN.
 _GREEDY_BELOW = 1e-5
@@ -30,10 +28,31 @@ _PENALTY = {"ge": 0.01, "le": 100.0}
 MAX_STOPS = 4
 
 
+def _null_means_default(schema: dict[str, Any]) -> None:
+    """In the published schema, every optional field also accepts null (as in OpenAI's and KAITO's)."""
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        if name not in required and not _allows_null(prop):
+            schema["properties"][name] = {"anyOf": [prop, {"type": "null"}]}
+
+
+def _allows_null(prop: dict[str, Any]) -> bool:
+    return prop.get("type") == "null" or any(_allows_null(p) for p in prop.get("anyOf", ()))
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    # OpenAI's and KAITO's clients send null for "unset": an optional field given null takes its default
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra=_null_means_default)
     # top-level fields a client may send only at their "off" value (features not implemented)
     unsupported: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or cls.model_fields.get(k) is None
+                    or cls.model_fields[k].is_required()}
+        return data
 
 
 class TextPart(_Strict):

@@ -213,3 +213,16 @@ def test_a_bug_is_a_500_in_the_envelope_with_the_traceback_logged(caplog):
         assert err["type"] == "internal_error" and "a bug" not in err["message"]  # details stay in the log
         assert error_of(c.get("/healthz"), 500)["type"] == "internal_error"
     assert "a bug" in caplog.text
+
+
+def test_null_means_the_default_as_openai_and_kaito_clients_send_it(small_client):
+    nulls = {k: None for k in ("temperature", "top_p", "n", "stream", "stop", "seed", "presence_penalty",
+                               "frequency_penalty", "user", "logprobs", "stream_options", "top_k")}
+    r = small_client.post("/v1/chat/completions", json={**CHAT, **nulls})
+    assert r.status_code == 200 and len(r.json()["choices"]) == 1, r.text
+    r = small_client.post("/v1/completions", json={"model": "small", "prompt": "hi", "max_tokens": None, **nulls})
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 16  # OpenAI's default max_tokens
+    r = small_client.post("/chat", json={"prompt": "hi", "return_full_text": None,
+                                         "generate_kwargs": {"max_new_tokens": 2, "temperature": None}})
+    assert r.status_code == 200 and r.json()["Result"].startswith("hi")
+    assert error_of(small_client.post("/v1/completions", json={**COMP, "model": None}), 400)["param"] == "model"
