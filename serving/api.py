@@ -13,7 +13,6 @@ import uuid
 from typing import Any, AsyncIterator, Callable
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
@@ -43,7 +42,6 @@ def create_app(get_service: Callable[[], Service], *,
     app = FastAPI(title="kaito-ray serving", docs_url=None, redoc_url=None)
     app.add_middleware(_DisconnectGuard, get_service=get_service, gone=gone)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
     app.openapi = lambda: _openapi(app)
 
@@ -147,12 +145,6 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
         err = ServingError(str(exc.detail))
         err.status, err.type = exc.status_code, "invalid_request_error"
     return _error(err)
-
-
-async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-    first = exc.errors()[0] if exc.errors() else {}
-    name = jsonbody.field_path(tuple(first.get("loc", ())))
-    return _error(BadRequest(f"{name}: {first.get('msg', 'invalid request')}", param=name or None))
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
