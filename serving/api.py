@@ -7,22 +7,43 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from typing import Any, AsyncIterator, Callable
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
-from . import protocol
-from .errors import BadRequest, ModelNotFound, PayloadTooLarge, ServingError
+from . import jsonbody, protocol
+from .errors import (BadRequest, ClientDisconnected, MethodNotAllowed, ModelNotFound, RouteNotFound,
+                     ServingError)
 from .service import Service
 
-MAX_BODY_BYTES = 1 << 20  # 1 MiB: far beyond any context this server accepts
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = jsonbody.MAX_BODY_BYTES
+# The POST routes and their request models (also their request bodies in /openapi.json)
+_BODIES: dict[str, type] = {"/chat": protocol.KaitoChatRequest, "/v1/completions": protocol.CompletionRequest,
+                            "/v1/chat/completions": protocol.ChatCompletionRequest}
+# Status of a request whose client went away: never sent (nginx's convention), only counted.
+_CLIENT_CLOSED = 499
+_DISCONNECT_COUNTED = "kaito.disconnect_counted"  # ASGI scope key
 
 
-def create_app(get_service: Callable[[], Service]) -> FastAPI:
+def create_app(get_service: Callable[[], Service], *,
+               disconnect_errors: tuple[type[BaseException], ...] = ()) -> FastAPI:
+    """`disconnect_errors`: what the host server raises from `receive()` once a client has gone (Ray
+    Serve: TaskCancelledError); each is counted as a disconnect like Starlette's ClientDisconnect."""
+    gone = (ClientDisconnect, ClientDisconnected, *disconnect_errors)
     app = FastAPI(title="kaito-ray serving", docs_url=None, redoc_url=None)
+    app.add_middleware(_DisconnectGuard, get_service=get_service, gone=gone)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
+    app.openapi = lambda: _openapi(app)
 
     async def run(route: str, request: Request, handler, *, kaito: bool = False) -> Response:
         svc: Service | None = None
@@ -32,10 +53,16 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
             body = await _json_body(request)
             resp = await handler(svc, body, request)
         except ServingError as e:
-            content = e.envelope()
-            if kaito:
-                content = {"detail": e.message, **content}  # KAITO clients read "detail"
-            resp = JSONResponse(content, status_code=e.status, headers=e.headers())
+            resp = _error(e, kaito=kaito)
+        except gone:
+            _count_disconnect(svc, route, request.scope)
+            return Response(status_code=_CLIENT_CLOSED)
+        except asyncio.CancelledError:  # Serve cancels a request whose client went away
+            _count_disconnect(svc, route, request.scope)
+            raise
+        except Exception:  # noqa: BLE001 - a bug answers a 500 in the envelope, never a bare traceback page
+            log.exception("internal error on %s", route)
+            resp = _error(ServingError("internal error; the server log has the details"), kaito=kaito)
         if svc is not None:
             svc.metrics.requests.labels(route, str(resp.status_code)).inc()
         return resp
@@ -50,7 +77,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
         try:
             get_service().require_ready()
         except ServingError as e:
-            return JSONResponse(e.envelope(), status_code=e.status)
+            return _error(e)
         return {"status": "Healthy"}
 
     @app.get("/metrics")
@@ -58,7 +85,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
         try:
             svc = get_service()
         except ServingError as e:
-            return JSONResponse(e.envelope(), status_code=e.status)
+            return _error(e)
         return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models")
@@ -67,7 +94,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
             svc = get_service()
             svc.require_ready()
         except ServingError as e:
-            return JSONResponse(e.envelope(), status_code=e.status)
+            return _error(e)
         created = int(time.time())
         data = [{"id": svc.model_name, "object": "model", "created": created, "owned_by": "kaito",
                  "root": svc.model_name, "parent": None}]
@@ -83,8 +110,7 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
         for m in listing["data"]:
             if m["id"] == model_id:
                 return m
-        err = ModelNotFound(f"model {model_id!r} does not exist", param="model")
-        return JSONResponse(err.envelope(), status_code=err.status)
+        return _error(ModelNotFound(f"model {model_id!r} does not exist", param="model"))
 
     @app.post("/chat")
     async def chat(request: Request):
@@ -101,19 +127,108 @@ def create_app(get_service: Callable[[], Service]) -> FastAPI:
     return app
 
 
+def _error(e: ServingError, *, kaito: bool = False) -> JSONResponse:
+    content = e.envelope()
+    if kaito:
+        content = {"detail": e.message, **content}  # KAITO clients read "detail"
+    return JSONResponse(content, status_code=e.status, headers=e.headers())
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own 404/405 (no such route or method), in the OpenAI envelope as OpenAI words them."""
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 404:
+        err: ServingError = RouteNotFound(f"Invalid URL ({where})")
+    elif exc.status_code == 405:
+        err = MethodNotAllowed(f"Invalid method for URL ({where})", allow=(exc.headers or {}).get("Allow", ""))
+    else:
+        err = ServingError(str(exc.detail))
+        err.status, err.type = exc.status_code, "invalid_request_error"
+    return _error(err)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return _error(ServingError("internal error; the server log has the details"))
+
+
+def _count_disconnect(svc: Service | None, route: str, scope: dict) -> None:
+    """Once per request: a stream cancelled by the server can also fail its next receive()."""
+    if scope.get(_DISCONNECT_COUNTED):
+        return
+    scope[_DISCONNECT_COUNTED] = True
+    log.debug("client went away during %s", route)
+    if svc is not None:
+        svc.metrics.disconnects.labels(route).inc()
+
+
+class _DisconnectGuard:
+    """Pure ASGI middleware: a client that goes away mid-stream (Starlette raises ClientDisconnect once a
+    write fails; Ray Serve's receive() raises TaskCancelledError) is a debug line and a counter, not a
+    500 with a traceback."""
+
+    def __init__(self, app, get_service: Callable[[], Service], gone: tuple[type[BaseException], ...]):
+        self.app, self.get_service, self.gone = app, get_service, gone
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except self.gone:
+            path = scope.get("path", "")
+            route = next((r for r in _BODIES if path.endswith(r)), "other")
+            try:
+                svc = self.get_service()
+            except ServingError:
+                svc = None
+            _count_disconnect(svc, route, scope)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the request bodies the POST routes decode themselves (for clients and
+    schemathesis), and the error envelope every 4xx/5xx uses."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["ErrorEnvelope"] = _ENVELOPE_SCHEMA
+    error = {"description": "OpenAI error envelope",
+             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}}
+    for path, model in _BODIES.items():
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[model.__name__] = body
+        op = schema["paths"][path]["post"]
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+        op["responses"] = {"200": op["responses"]["200"], "default": error}
+    app.openapi_schema = schema
+    return schema
+
+
+_ENVELOPE_SCHEMA = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["message", "type", "param", "code"], "properties": {
+        "message": {"type": "string"}, "type": {"type": "string"},
+        "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}},
+}
+
+
 async def _json_body(request: Request) -> Any:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {MAX_BODY_BYTES}")
+    jsonbody.check_media_type(request.headers.get("content-type"))
+    jsonbody.check_declared_size(request.headers.get("content-length"))
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"request body exceeds the limit of {MAX_BODY_BYTES} bytes")
-    try:
-        return json.loads(raw or b"null")
-    except ValueError as e:
-        raise BadRequest(f"request body is not valid JSON: {e}") from e
+            raise jsonbody.size_exceeded()
+    return jsonbody.loads(bytes(raw))
+
+
+def _nonempty(ids: list[int], param: str) -> list[int]:
+    if not ids:
+        raise BadRequest(f"{param} must not be empty (it encodes to no tokens)", param=param)
+    return ids
 
 
 # -- KAITO /chat ------------------------------------------------------------------------------------
@@ -122,25 +237,16 @@ async def _kaito_chat(svc: Service, body: Any, request: Request) -> Response:
     if isinstance(body, dict) and not body.get("prompt"):
         raise BadRequest("Text generation parameter prompt required", param="prompt")
     req = protocol.parse(protocol.KaitoChatRequest, body)
-    if not isinstance(req.generate_kwargs, dict):
-        raise BadRequest("generate_kwargs must be an object", param="generate_kwargs")
     tok = svc.loaded.tokenizer
-    ids = tok(req.prompt)["input_ids"]
-    params, max_new = protocol.kaito_sampling(req.generate_kwargs, len(ids))
+    ids = _nonempty(tok(req.prompt)["input_ids"], "prompt")
     svc.engine.check_length(len(ids), None, "prompt")
+    params, max_new = req.sampling(len(ids), svc.engine.context_length)
     text = ""
     if max_new > 0:
-        params = _cap(svc, params, len(ids))
         text = (await _collect(svc, ids, params, 1, None, request))[0][0]
     if req.clean_up_tokenization_spaces:
         text = tok.clean_up_tokenization(text)
     return JSONResponse({"Result": (req.prompt + text) if req.return_full_text else text})
-
-
-def _cap(svc: Service, params, n_prompt: int):
-    from dataclasses import replace
-    room = svc.engine.context_length - n_prompt
-    return replace(params, max_tokens=min(params.max_tokens, room)) if params.max_tokens > room else params
 
 
 # -- OpenAI -----------------------------------------------------------------------------------------
@@ -149,9 +255,7 @@ async def _completions(svc: Service, body: Any, request: Request) -> Response:
     req = protocol.parse(protocol.CompletionRequest, body)
     adapter = svc.adapter_for(req.model)
     prompt = req.prompt_text()
-    ids = svc.loaded.tokenizer(prompt)["input_ids"]
-    if not ids:
-        raise BadRequest("prompt must not be empty", param="prompt")
+    ids = _nonempty(svc.loaded.tokenizer(prompt)["input_ids"], "prompt")
     params = req.sampling(svc.engine.check_length(len(ids), req.max_tokens, "prompt"))
     prefix = prompt if req.echo else ""
     return await _respond(svc, req, ids, params, adapter, request, kind="text_completion", prefix=prefix)
@@ -167,7 +271,7 @@ async def _chat_completions(svc: Service, body: Any, request: Request) -> Respon
                                        chat_template=svc.loaded.chat_template)
     except Exception as e:  # noqa: BLE001 - jinja raises on role orders a template forbids
         raise BadRequest(f"messages: the chat template rejected them: {e}", param="messages") from e
-    ids = tok(text, add_special_tokens=False)["input_ids"]
+    ids = _nonempty(tok(text, add_special_tokens=False)["input_ids"], "messages")
     max_tokens = req.max_completion_tokens or req.max_tokens
     params = req.sampling(svc.engine.check_length(len(ids), max_tokens, "messages"))
     return await _respond(svc, req, ids, params, adapter, request, kind="chat.completion")
@@ -192,11 +296,13 @@ async def _respond(svc, req, ids, params, adapter, request, *, kind: str, prefix
     stream = await svc.engine.generate(ids, params, n=req.n, adapter=adapter, batched=True,  # 429 here, before the 200
                                        interval_s=svc.args.stream_interval_ms / 1000)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    return StreamingResponse(_sse(svc, stream, rid, created, req, kind, len(ids), include_usage, prefix),
+    return StreamingResponse(_sse(svc, stream, rid, created, req, kind, len(ids), include_usage, prefix,
+                                  request.scope),
                              media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def _sse(svc, stream, rid, created, req, kind, n_prompt, include_usage, prefix) -> AsyncIterator[bytes]:
+async def _sse(svc, stream, rid, created, req, kind, n_prompt, include_usage, prefix,
+               scope: dict) -> AsyncIterator[bytes]:
     chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else "text_completion"
     start, first, n_out = time.perf_counter(), None, 0
 
@@ -233,6 +339,9 @@ async def _sse(svc, stream, rid, created, req, kind, n_prompt, include_usage, pr
         yield b"data: [DONE]\n\n"
         svc.metrics.observe(svc.model_name, start=start, first=first, end=time.perf_counter(),
                             n_prompt=n_prompt, n_out=n_out)
+    except asyncio.CancelledError:  # the server cancels the stream when its client goes away (ASGI < 2.4, Serve)
+        _count_disconnect(svc, "/v1/chat/completions" if kind == "chat.completion" else "/v1/completions", scope)
+        raise
     finally:
         await stream.aclose()  # client gone: cancel the request so its batch slot frees at once
 
@@ -268,7 +377,7 @@ async def _collect(svc: Service, ids, params, n, adapter, request: Request) -> l
             work.cancel()  # CancelledError inside the engine stream cancels the request there
             await asyncio.gather(work, return_exceptions=True)
     if work.cancelled():
-        raise BadRequest("client disconnected")
+        raise ClientDisconnected()
     work.result()
     svc.metrics.observe(svc.model_name, start=start, first=first, end=time.perf_counter(),
                         n_prompt=len(ids), n_out=sum(counts))

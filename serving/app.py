@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ray import serve
+from ray.exceptions import TaskCancelledError
 
 from .api import create_app
 from .config import ServeArgs
@@ -18,7 +19,8 @@ from .service import Service, current, install
 # Headroom above the engine's own bound, so the engine (not Serve) decides overload and answers 429.
 _ONGOING_HEADROOM = 16
 
-_app = create_app(current)
+# Serve's receive() raises TaskCancelledError once the proxy has cancelled a request whose client left
+_app = create_app(current, disconnect_errors=(TaskCancelledError,))
 
 
 @serve.deployment(name="ModelServer", health_check_period_s=10, health_check_timeout_s=30,

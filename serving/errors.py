@@ -3,11 +3,19 @@
     ServingError (500, "internal_error")
     ├── BadRequest (400, "invalid_request_error")      bad parameter; `param` names it
     │   └── ContextLengthExceeded (400, code "context_length_exceeded")
+    ├── RouteNotFound (404, "invalid_request_error")    no such route
     ├── ModelNotFound (404, "not_found_error")           unknown model name
+    ├── MethodNotAllowed (405, "invalid_request_error") route exists, method does not
     ├── PayloadTooLarge (413, "invalid_request_error")   body over the limit
+    ├── UnsupportedMediaType (415, "invalid_request_error")  body is not application/json
     ├── Overloaded (429, "rate_limit_error")            queue full; carries retry_after seconds
     ├── NotReady (503, "service_unavailable")           model still loading
     └── ModelLoadError (500)                             weights/adapters could not be loaded
+
+`code` follows OpenAI: a string naming the condition ("context_length_exceeded", "model_not_found")
+or None; never the HTTP status.
+
+ClientDisconnected is not an answer: the client went away, so nothing is sent (api.py counts it).
 """
 from __future__ import annotations
 
@@ -27,8 +35,7 @@ class ServingError(Exception):
             self.code = code
 
     def envelope(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param,
-                          "code": self.code if self.code is not None else str(self.status)}}
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def headers(self) -> dict[str, str]:
         return {}
@@ -43,14 +50,36 @@ class ContextLengthExceeded(BadRequest):
     code = "context_length_exceeded"
 
 
+class RouteNotFound(ServingError):
+    status = 404
+    type = "invalid_request_error"
+
+
 class ModelNotFound(ServingError):
     status = 404
     type = "not_found_error"
     code = "model_not_found"
 
 
+class MethodNotAllowed(ServingError):
+    status = 405
+    type = "invalid_request_error"
+
+    def __init__(self, message: str, *, allow: str = ""):
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": self.allow} if self.allow else {}
+
+
 class PayloadTooLarge(ServingError):
     status = 413
+    type = "invalid_request_error"
+
+
+class UnsupportedMediaType(ServingError):
+    status = 415
     type = "invalid_request_error"
 
 
@@ -77,3 +106,7 @@ class NotReady(ServingError):
 class ModelLoadError(ServingError):
     status = 500
     type = "model_load_error"
+
+
+class ClientDisconnected(Exception):
+    """The client closed the connection before the answer was complete."""

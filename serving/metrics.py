@@ -13,6 +13,9 @@ class Metrics:
     def __init__(self):
         r = self.registry = CollectorRegistry()
         self.requests = Counter("kaito_requests", "HTTP requests by route and status", ["route", "status"], registry=r)
+        # a client that went away before its answer was complete: not an answer, so not in kaito_requests
+        self.disconnects = Counter("kaito_client_disconnects", "requests whose client went away before the answer",
+                                   ["route"], registry=r)
         self.ttft = Histogram("kaito_time_to_first_token_seconds", "time to first token", ["model"],
                               buckets=_LAT, registry=r)
         self.tpot = Histogram("kaito_time_per_output_token_seconds", "mean time per output token after the first",

@@ -1,94 +1,133 @@
 """Request models for the HTTP API (KAITO's /chat and the OpenAI routes) and their mapping to sampling.
 
 Pydantic at the edge only: handlers turn these into `SamplingParams` for the engine.
+
+Strict like OpenAI's API: no type coercion (`max_tokens: "8"` or `true` is a 400), finite numbers
+only, and an unknown field is a 400 "Unrecognized request argument supplied: <field>". Besides
+OpenAI's own fields the OpenAI routes accept these vLLM extensions, all implemented by the engine:
+`top_k`, `repetition_penalty`, `ignore_eos` (their descriptions say so). OpenAI features this server does not
+implement (`logprobs`, `tools`, ...) are accepted only at their "off" value, so a client that sends
+the default still works and one that asks for the feature learns it is missing.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import BadRequest
+from .errors import BadRequest, ContextLengthExceeded
+from .jsonbody import field_path
 from .scheduler import SamplingParams
 
+# Below this a temperature is greedy (vLLM's rule): dividing logits by ~0 overflows to inf and NaN.
+_GREEDY_BELOW = 1e-5
+_INT64 = {"ge": -(2 ** 63), "le": 2 ** 63 - 1}
+# Repetition penalties far outside this range overflow float32 logits (inf/NaN) for every sequence
+# in the batch; no useful setting lies outside it.
+_PENALTY = {"ge": 0.01, "le": 100.0}
+MAX_STOPS = 4
 
-class _Lenient(BaseModel):
-    # OpenAI clients send fields we do not use (user, metadata...): ignore those, but reject
-    # features we cannot honour (see _UNSUPPORTED) instead of silently dropping them.
-    model_config = ConfigDict(extra="allow")
+
+def _null_means_default(schema: dict[str, Any]) -> None:
+    """In the published schema, every optional field also accepts null (as in OpenAI's and KAITO's)."""
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        if name not in required and not _allows_null(prop):
+            schema["properties"][name] = {"anyOf": [prop, {"type": "null"}]}
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+def _allows_null(prop: dict[str, Any]) -> bool:
+    return prop.get("type") == "null" or any(_allows_null(p) for p in prop.get("anyOf", ()))
+
+
+class _Strict(BaseModel):
+    # OpenAI's and KAITO's clients send null for "unset": an optional field given null takes its default
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra=_null_means_default)
+    # top-level fields a client may send only at their "off" value (features not implemented)
+    unsupported: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or cls.model_fields.get(k) is None
+                    or cls.model_fields[k].is_required()}
+        return data
+
+
+class TextPart(_Strict):
+    type: Literal["text"] = Field(description="only text parts are supported")
+    text: str
+
+
+class ChatMessage(_Strict):
     role: Literal["system", "user", "assistant", "tool", "developer"] = Field(description="who said it")
-    content: str | list[dict[str, Any]] | None = Field(default="", description="text, or a list of text parts")
+    content: str | list[TextPart] | None = Field(default="", description="text, or a list of text parts")
+    name: str | None = Field(default=None, description="accepted and ignored (OpenAI's participant name)")
 
     def text(self) -> str:
         if isinstance(self.content, list):
-            parts = []
-            for p in self.content:
-                if p.get("type") != "text":
-                    raise BadRequest(f"content part type {p.get('type')!r} is not supported; accepted: text",
-                                     param="messages")
-                parts.append(p.get("text", ""))
-            return "".join(parts)
+            return "".join(p.text for p in self.content)
         return self.content or ""
 
 
-class StreamOptions(BaseModel):
+class StreamOptions(_Strict):
     include_usage: bool = False
 
 
-class _OpenAIBase(_Lenient):
+class ResponseFormat(_Strict):
+    type: Literal["text"] = Field(description="only plain text: JSON modes are not supported")
+
+
+class _OpenAIBase(_Strict):
+    unsupported: ClassVar[tuple[str, ...]] = ("logit_bias", "tools", "tool_choice", "functions", "function_call",
+                                              "response_format", "presence_penalty", "frequency_penalty")
     model: str = Field(description="served model name or adapter name")
     max_tokens: int | None = Field(default=None, ge=1, description="new tokens at most")
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0, description="0 (or below 1e-5) is greedy")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    top_k: int = Field(default=0, ge=0, description="extension: 0 disables top-k")
-    repetition_penalty: float = Field(default=1.0, gt=0.0, description="extension")
+    top_k: int = Field(default=0, ge=-1, description="vLLM extension: 0 or -1 disables top-k")
+    repetition_penalty: float = Field(default=1.0, **_PENALTY, description="vLLM extension")
     n: int = Field(default=1, ge=1, le=16)
-    stop: str | list[str] | None = Field(default=None)
-    seed: int | None = None
+    stop: str | list[str] | None = Field(default=None, description=f"up to {MAX_STOPS} non-empty strings")
+    seed: int | None = Field(default=None, **_INT64)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
-    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
-    ignore_eos: bool = Field(default=False, description="extension, for benchmarks")
+    presence_penalty: float = Field(default=0.0, ge=0.0, le=0.0, description="not supported: only 0")
+    frequency_penalty: float = Field(default=0.0, ge=0.0, le=0.0, description="not supported: only 0")
+    ignore_eos: bool = Field(default=False, description="vLLM extension, for benchmarks")
+    user: str | None = Field(default=None, description="accepted and ignored")
+    logit_bias: dict[str, float] | None = Field(default=None, max_length=0, description="not supported")
+    tools: list[Any] | None = Field(default=None, max_length=0, description="not supported")
+    tool_choice: Literal["none"] | None = Field(default=None, description="not supported: only none")
+    functions: list[Any] | None = Field(default=None, max_length=0, description="not supported")
+    function_call: Literal["none"] | None = Field(default=None, description="not supported: only none")
+    response_format: ResponseFormat | None = None
 
     def sampling(self, max_tokens: int) -> SamplingParams:
-        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        if len(stops) > 4 or any(not s for s in stops):
-            raise BadRequest("stop must be a non-empty string or a list of at most 4 non-empty strings",
-                             param="stop")
-        for name in ("presence_penalty", "frequency_penalty"):
-            if getattr(self, name):
-                raise BadRequest(f"{name} is not supported (use repetition_penalty); send 0", param=name)
-        return SamplingParams(max_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p,
-                              top_k=self.top_k, repetition_penalty=self.repetition_penalty, stop=tuple(stops),
-                              seed=self.seed, ignore_eos=self.ignore_eos)
-
-
-_UNSUPPORTED = ("logprobs", "top_logprobs", "logit_bias", "tools", "functions", "best_of", "suffix")
-
-
-def _reject_unsupported(body: dict) -> None:
-    for k in _UNSUPPORTED:
-        if body.get(k) not in (None, False, [], {}):
-            raise BadRequest(f"parameter {k!r} is not supported by this server", param=k)
-    rf = body.get("response_format")
-    if rf not in (None, {"type": "text"}):
-        raise BadRequest("response_format: only {'type': 'text'} is supported", param="response_format")
+        return SamplingParams(max_tokens=max_tokens, temperature=_temperature(self.temperature), top_p=self.top_p,
+                              top_k=max(0, self.top_k), repetition_penalty=self.repetition_penalty,
+                              stop=_stops(self.stop, "stop"), seed=self.seed, ignore_eos=self.ignore_eos)
 
 
 class ChatCompletionRequest(_OpenAIBase):
+    unsupported: ClassVar[tuple[str, ...]] = (*_OpenAIBase.unsupported, "logprobs", "top_logprobs",
+                                              "parallel_tool_calls")
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: Literal[False] | None = Field(default=None, description="not supported")
+    top_logprobs: Literal[0] | None = Field(default=None, description="not supported")
+    parallel_tool_calls: Literal[False] | None = Field(default=None, description="not supported")
 
 
 class CompletionRequest(_OpenAIBase):
+    unsupported: ClassVar[tuple[str, ...]] = (*_OpenAIBase.unsupported, "logprobs", "best_of", "suffix")
     prompt: str | list[str] = Field(description="one prompt (a list must hold exactly one string)")
     max_tokens: int | None = Field(default=16, ge=1)
     echo: bool = False
+    logprobs: Literal[0] | None = Field(default=None, description="not supported")
+    best_of: Literal[1] | None = Field(default=None, description="not supported: only 1")
+    suffix: Literal[""] | None = Field(default=None, description="not supported")
 
     def prompt_text(self) -> str:
         if isinstance(self.prompt, list):
@@ -99,76 +138,138 @@ class CompletionRequest(_OpenAIBase):
         return self.prompt
 
 
+def _temperature(t: float) -> float:
+    return 0.0 if t < _GREEDY_BELOW else t
+
+
+def _stops(stop: str | list[str] | None, param: str) -> tuple[str, ...]:
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if len(stops) > MAX_STOPS or any(not s for s in stops):
+        raise BadRequest(f"{param} must be a non-empty string or a list of at most {MAX_STOPS} non-empty strings",
+                         param=param)
+    return tuple(stops)
+
+
 # -- KAITO /chat ------------------------------------------------------------------------------------
 
-KAITO_GENERATE_DEFAULTS: dict[str, Any] = {
-    "max_length": 200, "min_length": 0, "do_sample": True, "early_stopping": False, "num_beams": 1,
-    "temperature": 1.0, "top_k": 10, "top_p": 1.0, "typical_p": 1.0, "repetition_penalty": 1.0,
-}
-_KAITO_ACCEPTED = set(KAITO_GENERATE_DEFAULTS) | {"max_new_tokens", "pad_token_id", "eos_token_id", "seed",
-                                                 "stop_strings", "num_return_sequences"}
+class KaitoGenerateKwargs(_Strict):
+    """KAITO's generate_kwargs (transformers' generate semantics) with KAITO's defaults."""
+    max_length: int = Field(default=200, ge=0, description="prompt + new tokens")
+    max_new_tokens: int | None = Field(default=None, ge=0, description="new tokens; overrides max_length")
+    min_length: int = Field(default=0, ge=0, le=0, description="only 0 is supported")
+    do_sample: bool = True
+    early_stopping: bool = Field(default=False, description="ignored: there is no beam search")
+    num_beams: int = Field(default=1, ge=1, le=1, description="only 1: no beam search")
+    temperature: float = Field(default=1.0, ge=0.0, description="must be > 0 when do_sample")
+    top_k: int = Field(default=10, ge=0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    typical_p: float = Field(default=1.0, ge=1.0, le=1.0, description="only 1.0 is supported")
+    repetition_penalty: float = Field(default=1.0, **_PENALTY)
+    pad_token_id: int | list[int] | None = Field(default=None, description="accepted; the tokenizer's is used")
+    eos_token_id: int | list[int] | None = Field(default=None, description="accepted; the tokenizer's is used")
+    seed: int | None = Field(default=None, **_INT64)
+    stop_strings: str | list[str] | None = Field(default=None, description=f"up to {MAX_STOPS} strings")
+    num_return_sequences: int = Field(default=1, ge=1, le=1, description="only 1 is supported")
 
-
-class KaitoChatRequest(_Lenient):
-    prompt: str | None = None
-    return_full_text: bool = True
-    clean_up_tokenization_spaces: bool = False
-    prefix: str | None = None
-    handle_long_generation: str | None = None
-    generate_kwargs: dict[str, Any] = Field(default_factory=dict)
-
-
-def kaito_sampling(kw: dict[str, Any], n_prompt: int) -> tuple[SamplingParams, int]:
-    """KAITO's generate_kwargs (HF generate semantics) -> (params, max new tokens)."""
-    unknown = set(kw) - _KAITO_ACCEPTED
-    if unknown:
-        raise BadRequest(f"generate_kwargs: unsupported key(s) {sorted(unknown)}; accepted: "
-                         f"{sorted(_KAITO_ACCEPTED)}", param=f"generate_kwargs.{sorted(unknown)[0]}")
-    g = {**KAITO_GENERATE_DEFAULTS, **kw}
-
-    def num(name: str, typ, lo=None, hi=None, lo_open=False):
-        v = g[name]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (typ is int and not float(v).is_integer()):
-            raise BadRequest(f"generate_kwargs.{name} must be a {typ.__name__}, got {v!r}",
-                             param=f"generate_kwargs.{name}")
-        v = typ(v)
-        if (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi):
-            raise BadRequest(f"generate_kwargs.{name}={v} is out of range", param=f"generate_kwargs.{name}")
+    @field_validator("stop_strings")
+    @classmethod
+    def _check_stops(cls, v):
+        _stops(v, "generate_kwargs.stop_strings")
         return v
 
-    if num("num_beams", int, 1) != 1:
-        raise BadRequest("generate_kwargs.num_beams: only 1 (no beam search) is supported",
-                         param="generate_kwargs.num_beams")
-    if g.get("num_return_sequences", 1) != 1:
-        raise BadRequest("generate_kwargs.num_return_sequences: only 1 is supported",
-                         param="generate_kwargs.num_return_sequences")
-    if g.get("max_new_tokens") is not None:
-        max_new = num("max_new_tokens", int, 0)
-    else:
-        max_new = max(0, num("max_length", int, 0) - n_prompt)  # max_length counts the prompt
-    do_sample = g["do_sample"]
-    if not isinstance(do_sample, bool):
-        raise BadRequest("generate_kwargs.do_sample must be true or false", param="generate_kwargs.do_sample")
-    temperature = num("temperature", float, 0.0, lo_open=True) if do_sample else 0.0
-    stops = g.get("stop_strings") or ()
-    stops = (stops,) if isinstance(stops, str) else tuple(stops)
-    seed = g.get("seed")
-    params = SamplingParams(max_tokens=max(1, max_new), temperature=temperature,
-                            top_k=num("top_k", int, 0), top_p=num("top_p", float, 0.0, 1.0, lo_open=True),
-                            repetition_penalty=num("repetition_penalty", float, 0.0, lo_open=True),
-                            stop=stops, seed=int(seed) if seed is not None else None)
-    return params, max_new
+
+class KaitoChatRequest(_Strict):
+    unsupported: ClassVar[tuple[str, ...]] = ("prefix", "handle_long_generation", "messages")
+    prompt: str | None = Field(default=None, description="the text to continue (required)")
+    return_full_text: bool = Field(default=True, description="prompt + generated text")
+    clean_up_tokenization_spaces: bool = False
+    generate_kwargs: KaitoGenerateKwargs | None = Field(default_factory=KaitoGenerateKwargs)
+    prefix: Literal[""] | None = Field(default=None, description="not supported")
+    handle_long_generation: None = Field(default=None, description="not supported")
+    messages: None = Field(default=None, description="KAITO's conversational pipelines only: not served")
+
+    def sampling(self, n_prompt: int, context_length: int) -> tuple[SamplingParams, int]:
+        """-> (params, max new tokens); explicit lengths beyond the context are a 400, as on /v1."""
+        g = self.generate_kwargs or KaitoGenerateKwargs()
+        room = context_length - n_prompt
+        if g.max_new_tokens is not None:
+            max_new = g.max_new_tokens
+            if max_new > room:
+                raise ContextLengthExceeded(
+                    f"prompt ({n_prompt} tokens) + max_new_tokens ({max_new}) exceeds this model's context of "
+                    f"{context_length} tokens", param="generate_kwargs.max_new_tokens")
+        else:
+            if "max_length" in g.model_fields_set and g.max_length > context_length:
+                raise ContextLengthExceeded(
+                    f"max_length ({g.max_length}) exceeds this model's context of {context_length} tokens",
+                    param="generate_kwargs.max_length")
+            max_new = min(max(0, g.max_length - n_prompt), room)  # KAITO's default 200 is capped, not refused
+        if g.do_sample and g.temperature <= 0:
+            raise BadRequest("generate_kwargs.temperature must be > 0 when do_sample is true (or set do_sample "
+                             "to false for greedy decoding)", param="generate_kwargs.temperature")
+        params = SamplingParams(max_tokens=max(1, max_new),
+                                temperature=_temperature(g.temperature) if g.do_sample else 0.0,
+                                top_k=g.top_k, top_p=g.top_p, repetition_penalty=g.repetition_penalty,
+                                stop=_stops(g.stop_strings, "generate_kwargs.stop_strings"), seed=g.seed)
+        return params, max_new
 
 
-def parse(model: type[BaseModel], body: Any) -> Any:
-    """Validate a decoded JSON body; a 400 names the first offending field."""
+# -- validation errors -> one 400 naming the field --------------------------------------------------
+
+def parse(model: type[_Strict], body: Any) -> Any:
+    """Validate a decoded JSON body; a 400 names the most specific offending field."""
     if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object", param=None)
-    if model is not KaitoChatRequest:
-        _reject_unsupported(body)
+        raise BadRequest(f"request body must be a JSON object, not {_json_type(body)}", param=None)
     try:
         return model.model_validate(body)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise BadRequest(f"{loc}: {err['msg']}", param=loc or None) from e
+        raise _bad_request(model, body, e.errors()) from e
+
+
+def _bad_request(model: type[_Strict], body: dict, errors: list[dict]) -> BadRequest:
+    located = [(_locate(body, err), err) for err in errors]
+    unknown = [(path, err) for path, err in located if err["type"] == "extra_forbidden"]
+    if unknown:  # OpenAI reports these first
+        path = unknown[0][0]
+        accepted = _accepted(model, path[:-1])
+        hint = f" (accepted: {', '.join(accepted)})" if accepted else ""
+        return BadRequest(f"Unrecognized request argument supplied: {field_path(path)}{hint}",
+                          param=field_path(path))
+    path, err = max(located, key=lambda pe: len(pe[0]))  # the deepest: a union's best-matching member
+    name = field_path(path)
+    if path and path[0] in model.unsupported:
+        return BadRequest(f"parameter {path[0]!r} is not supported by this server; omit it or send null",
+                          param=path[0])
+    return BadRequest(f"{name or 'request body'}: {err['msg']}", param=name or None)
+
+
+def _locate(body: Any, err: dict) -> tuple:
+    """Pydantic's loc, less the union-member tags it inserts ('str', 'list[str]'): the field's path in the body."""
+    path, node = [], body
+    loc = err["loc"]
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and isinstance(part, str):
+            if part in node:
+                path.append(part)
+                node = node[part]
+            elif err["type"] == "missing" and i == len(loc) - 1:
+                path.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node = node[part]
+    return tuple(path)
+
+
+def _accepted(model: type[BaseModel], path: tuple) -> list[str]:
+    for part in path:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        inner = [a for a in getattr(field.annotation, "__args__", (field.annotation,))
+                 if isinstance(a, type) and issubclass(a, BaseModel)] if field else []
+        if not inner:
+            return []
+        model = inner[0]
+    return sorted(model.model_fields)
+
+
+def _json_type(v: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(v), "a number")

@@ -126,7 +126,7 @@ def test_errors_use_the_openai_envelope_and_leave_nothing_wedged(server):
         r = server.post("/v1/completions", json=body)
         assert r.status_code == status, r.text
         assert r.json()["error"]["param"] == param and set(r.json()["error"]) == {"message", "type", "param", "code"}
-    assert server.post("/v1/completions", content=b"{").status_code == 400
+    assert server.post("/v1/completions", content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
     ok = server.post("/v1/completions", json={"model": NAME, "prompt": "x", "max_tokens": 2})
     assert ok.status_code == 200
 
@@ -160,3 +160,46 @@ def test_overload_429_then_recovery_and_disconnect_frees_the_slot(server):
     metrics = server.get("/small/metrics").text
     assert 'kaito_requests_total{route="/v1/completions",status="429"}' in metrics
     assert "kaito_time_to_first_token_seconds_bucket" in metrics
+
+
+def _samples(server, prefix, name):
+    out = {}
+    for line in server.get(f"{prefix}/metrics").text.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line.rsplit(" ", 1)
+            out[labels[len(name):]] = float(value)
+    return out
+
+
+def test_clients_that_go_away_are_counted_as_disconnects_not_5xx(server, port):
+    """Through Serve's proxy: gone mid-body (Serve cancels the request) and mid-stream (Serve's receive()
+    raises TaskCancelledError): counted in kaito_client_disconnects_total, never a 5xx."""
+    import json
+    import socket
+
+    def send_and_leave(body: bytes, declared: int, read_first: bool):
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.sendall(b"POST /small/v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  + f"Content-Length: {declared}\r\n\r\n".encode() + body)
+        if read_first:
+            assert s.recv(64).startswith(b"HTTP/1.1 200")
+        else:
+            time.sleep(0.3)
+        s.close()
+
+    def gone():
+        return sum(_samples(server, "/small", "kaito_client_disconnects_total").values())
+
+    before = gone()
+    endless = json.dumps({"model": "small", "prompt": "hi", "max_tokens": 60000, "ignore_eos": True,
+                          "stream": True}).encode()
+    send_and_leave(endless, len(endless), read_first=True)
+    send_and_leave(b'{"model": "small", "pro', 4096, read_first=False)
+    deadline = time.monotonic() + 20
+    while (gone() < before + 2 or _gauge(server, "/small", "kaito_running_sequences")) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gone() == before + 2
+    statuses = _samples(server, "/small", "kaito_requests_total")
+    assert not [k for k in statuses if 'status="5' in k], statuses
+    assert _gauge(server, "/small", "kaito_running_sequences") == 0  # the stream's sequence was cancelled

@@ -17,3 +17,31 @@ def llama_adapters(tiny_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("adapters")
     return {name: build_adapter(tiny_models["llama"], root / name, seed=seed)
             for name, seed in (("alpha", 1), ("beta", 2))}
+
+
+SMALL_CONTEXT = 64
+
+
+@pytest.fixture(scope="session")
+def small_service(tmp_path_factory):
+    """A tiny Llama with a 64-token context (so any max_tokens a fuzzer picks stays cheap)."""
+    from serving.service import Service
+    from serving.tiny import build_tiny_model
+
+    model = build_tiny_model(tmp_path_factory.mktemp("small") / "llama", architecture="llama",
+                             context_length=SMALL_CONTEXT)
+    s = Service({"model": str(model), "served_model_name": "small", "max_batch_size": 4, "max_queue": 64,
+                 "num_threads": 1},
+                background=False)
+    yield s
+    s.shutdown()
+
+
+@pytest.fixture(scope="session")
+def small_client(small_service):
+    from fastapi.testclient import TestClient
+
+    from serving.api import create_app
+
+    with TestClient(create_app(lambda: small_service)) as c:
+        yield c
