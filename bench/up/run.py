@@ -59,7 +59,7 @@ def one_run(command: list[str], timeout: float) -> dict:
             first = time.monotonic() - t0
             break
         time.sleep(0.1)
-    ready_at = next((t for t, ln in list(lines) if ln.startswith("ready")), None)
+    ready_at = next((t for t, ln in list(lines) if ln.startswith("kaito up: ready")), None)
     proc.send_signal(signal.SIGTERM)
     try:
         rc = proc.wait(timeout=60)
