@@ -145,7 +145,7 @@ def preflight(args: dict[str, Any], *, demo_adapters: bool = False) -> dict[str,
                 tiny.ensure_tiny_model()
         args = {**args, "model": str(model), "served_model_name": resolved.served_model_name}
         if demo_adapters:
-            if not all((d / "adapter_config.json").is_file() for d in tiny.demo_adapter_dirs(model).values()):
+            if not all(tiny.is_built(d, "adapter_config.json") for d in tiny.demo_adapter_dirs(model).values()):
                 say(f"building the demo adapters {', '.join(tiny.DEMO_ADAPTERS)} (first run only)...")
             with _quiet_build():
                 args["adapters"] = [*args.get("adapters", []), *tiny.ensure_demo_adapters(model)]

@@ -148,8 +148,9 @@ def tiny_model_dir(cache_dir: str | os.PathLike | None = None, **recipe) -> Path
     return root / "models" / f"tiny-{_recipe_key(architecture, seed, recipe)}"
 
 
-def is_built(model_dir: Path) -> bool:
-    return (model_dir / "config.json").is_file()
+def is_built(folder: Path, marker: str = "config.json") -> bool:
+    """Whether `_build_once` has completed `folder` (a model: config.json; an adapter: adapter_config.json)."""
+    return (folder / marker).is_file()
 
 
 def ensure_tiny_model(cache_dir: str | os.PathLike | None = None, **recipe) -> Path:
@@ -166,7 +167,7 @@ def ensure_tiny_model(cache_dir: str | os.PathLike | None = None, **recipe) -> P
 def _build_once(target: Path, marker: str, build) -> None:
     """Build into a temporary sibling and rename it into place, so an interrupted build never
     leaves a directory that looks complete."""
-    if (target / marker).is_file():
+    if is_built(target, marker):
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
@@ -175,7 +176,7 @@ def _build_once(target: Path, marker: str, build) -> None:
         try:
             staging.rename(target)
         except OSError:
-            if not (target / marker).is_file():  # lost a race to another builder: theirs is fine
+            if not is_built(target, marker):  # lost a race to another builder: theirs is fine
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -42,6 +42,30 @@ def chat_ok(port: int) -> bool:
         return False
 
 
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants (Ray's processes run under kaito up)."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+    tree, grew = {pid}, True
+    while grew:
+        new = {p for p, pp in parent.items() if pp in tree} - tree
+        tree |= new
+        grew = bool(new)
+    total = 0
+    for p in tree:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
 def one_run(command: list[str], timeout: float) -> dict:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
@@ -59,6 +83,7 @@ def one_run(command: list[str], timeout: float) -> dict:
             first = time.monotonic() - t0
             break
         time.sleep(0.1)
+    rss = tree_rss_mib(proc.pid) if first is not None else None
     ready_at = next((t for t, ln in list(lines) if ln.startswith("kaito up: ready")), None)
     proc.send_signal(signal.SIGTERM)
     try:
@@ -68,7 +93,7 @@ def one_run(command: list[str], timeout: float) -> dict:
         rc = proc.wait()
     reader.join(5)
     stopped = time.monotonic() - t0
-    return {"first_answer_s": first, "ready_printed_s": ready_at, "stop_s": stopped - (first or stopped),
+    return {"first_answer_s": first, "rss_mib": rss, "ready_printed_s": ready_at, "stop_s": stopped - (first or stopped),
             "exit_code": rc, "lines": len(lines), "warnings": [ln for _, ln in lines if "WARN" in ln or "Error" in ln],
             "output": [f"{t:6.2f} {ln}" for t, ln in lines]}
 
@@ -85,10 +110,10 @@ def main() -> int:
     for i, r in enumerate(runs):
         if ns.show or r["first_answer_s"] is None:
             print(f"--- run {i + 1}", *r["output"], sep="\n")
-    print(f"{'run':>3} {'first /chat 200 (s)':>20} {'ready printed (s)':>18} {'stop (s)':>9} {'lines':>6} {'warnings':>9}")
+    print(f"{'run':>3} {'first /chat 200 (s)':>20} {'ready printed (s)':>18} {'stop (s)':>9} {'lines':>6} {'warnings':>9} {'RSS MiB':>8}")
     for i, r in enumerate(runs):
         print(f"{i + 1:>3} {r['first_answer_s'] or float('nan'):>20.1f} {r['ready_printed_s'] or float('nan'):>18.1f} "
-              f"{r['stop_s']:>9.1f} {r['lines']:>6} {len(r['warnings']):>9}")
+              f"{r['stop_s']:>9.1f} {r['lines']:>6} {len(r['warnings']):>9} {r['rss_mib'] or 0:>8.0f}")
     answered = [r["first_answer_s"] for r in runs if r["first_answer_s"] is not None]
     if answered:
         print(f"median first answer: {statistics.median(answered):.1f} s over {len(answered)} run(s); "
