@@ -293,7 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     phases: dict[str, float] = {}
     try:
         mark = time.monotonic()
-        ray_local.start(host=ns.host, port=ns.port, quiet=True)
+        try:
+            ray_local.start(host=ns.host, port=ns.port, quiet=True)
+        except Exception as e:  # noqa: BLE001 - e.g. the raylet missing Ray's 30 s start-up window
+            print(f"kaito up: Ray did not start: {_first_line(e)}", file=sys.stderr)
+            return 1
         phases["Ray"] = time.monotonic() - mark
         # installed again after ray.init, which sets its own SIGTERM handler
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -303,7 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         from .app import build
 
         mark = time.monotonic()
-        serve.run(build(args), name="default", route_prefix="/", blocking=False)
+        try:
+            serve.run(build(args), name="default", route_prefix="/", blocking=False)
+        except Exception as e:  # noqa: BLE001 - a replica that cannot start: its reason, in one line
+            print(f"kaito up: the Serve application did not start: {_first_line(e)}", file=sys.stderr)
+            return 1
         phases["replica start"] = time.monotonic() - mark
         mark = time.monotonic()
         try:
