@@ -1,11 +1,11 @@
 """Time `kaito up` (or `./dev.sh up`) to its first /chat answer, and count what a clean start and stop print.
 
     python bench/up/run.py --runs 3                     # warm: the tiny model is already built
-    python bench/up/run.py --runs 1 --command ./dev.sh up   # e.g. on a fresh clone (installs first)
+    python bench/up/run.py --runs 1 --command "./dev.sh up" --name up-fresh   # on a fresh clone (installs first)
 
 Each run starts the command on a free loopback port, polls POST /chat until it answers 200, notes
 when "ready" was printed, sends SIGTERM, and counts every line printed from start to exit.
-Writes bench/results/up.json. The machine is shared: read the medians.
+Writes bench/results/up.json (or --name). The machine is shared: read the medians.
 """
 from __future__ import annotations
 
@@ -105,6 +105,7 @@ def main() -> int:
                    help="what to start; '--port N' is appended (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=900.0)
     p.add_argument("--show", action="store_true", help="print every run's timestamped output")
+    p.add_argument("--name", default="up", help="results file bench/results/NAME.json (default: %(default)s)")
     ns = p.parse_args()
     runs = [one_run(shlex.split(ns.command), ns.timeout) for _ in range(ns.runs)]
     for i, r in enumerate(runs):
@@ -118,7 +119,7 @@ def main() -> int:
     if answered:
         print(f"median first answer: {statistics.median(answered):.1f} s over {len(answered)} run(s); "
               f"lines printed: {sorted({r['lines'] for r in runs})}")
-    out = ROOT / "bench" / "results" / "up.json"
+    out = ROOT / "bench" / "results" / f"{ns.name}.json"
     out.write_text(json.dumps({"command": ns.command, "cpus": os.cpu_count(), "runs": runs}, indent=1) + "\n")
     return 0 if len(answered) == len(runs) else 1
 
