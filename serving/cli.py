@@ -280,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     except UpError as e:  # one plain line, non-zero exit
         print(f"kaito up: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while building the tiny model: nothing is half-built (see tiny.py)
+        return 130
     except Exception as e:  # noqa: BLE001 - anything unforeseen: still one line, no traceback
         print(f"kaito up: {_first_line(e)}", file=sys.stderr)
         return 1
