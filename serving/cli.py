@@ -227,6 +227,8 @@ def wait_ready(base: str, timeout: float, stop: threading.Event) -> bool:
             message = _error_message(e)
             if "failed to load" in message:
                 raise UpError(message) from e
+            if 400 <= e.code < 500:  # not "still loading": waiting longer would not help
+                raise UpError(f"{e.url} answered the readiness probe with {e.code}: {message}") from e
         except Exception:  # noqa: BLE001 - not up yet
             pass
         stop.wait(0.2)
