@@ -88,3 +88,67 @@ def test_demo_adapters_need_the_tiny_preset(tmp_path):
     (model / "config.json").write_text("{}")
     line = one_line_exit_1(up("--model-path", str(model), "--demo-adapters", tmp_path=tmp_path))
     assert "--demo-adapters" in line and "tiny" in line
+
+
+class FakeServe:
+    """A loopback HTTP server standing in for a replica: /healthz and /chat answer what the test says."""
+
+    def __init__(self, healthz, chat):
+        import http.server
+        import threading
+
+        self.seen: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self, codes):
+                outer.seen.append(self.path)
+                code = codes.pop(0) if len(codes) > 1 else codes[0]
+                body = b'{"error": {"message": "the model is still loading; retry shortly"}}' if code != 200 else b"{}"
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self._answer(healthz)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self._answer(chat)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.server.server_port}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_ready_means_chat_answered_200_not_only_healthz():
+    import threading
+
+    fake = FakeServe(healthz=[503, 200], chat=[503, 503, 200])  # healthy before /chat can answer
+    try:
+        assert cli.wait_ready(fake.base, 30, threading.Event())
+        assert fake.seen.count("/chat") == 3 and fake.seen[-1] == "/chat"
+    finally:
+        fake.close()
+
+
+def test_a_client_error_from_the_probe_stops_the_wait_at_once():
+    import threading
+
+    import pytest
+
+    fake = FakeServe(healthz=[200], chat=[400])
+    try:
+        with pytest.raises(cli.UpError, match="400"):
+            cli.wait_ready(fake.base, 30, threading.Event())
+        assert fake.seen.count("/chat") == 1
+    finally:
+        fake.close()
