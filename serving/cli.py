@@ -248,8 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = ServeArgs.model_fields
     p = argparse.ArgumentParser(
         prog="kaito up", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Serve a model on this machine through the Ray Serve application a cluster runs, on an "
-                    "embedded, loopback-only Ray instance.",
+        description="Serve a model on this machine through the Ray Serve application a cluster runs,\n"
+                    "on an embedded, loopback-only Ray instance.",
         epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("-f", "--file", metavar="WORKSPACE.yaml",
                    help="serve this Workspace's inference preset and adapters (default: the tiny preset)")
