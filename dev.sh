@@ -15,10 +15,20 @@ export PIP_CONSTRAINT="$PWD/constraints.txt"  # torch 2.13.0 = the CPU build her
 install() {
   local stamp="$VENV/.installed-$(cat setup.cfg constraints.txt | sha256sum | cut -c1-16)"
   [ -f "$stamp" ] && return 0
+  local t0=$SECONDS
+  echo "dev.sh: installing into $VENV (first run: about 2 minutes)"
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[serving,tuning,dev]"
+  # pip's own output goes to a log, shown only when the install fails
+  local log="$VENV/install.log"
+  if ! { "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip &&
+         "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[serving,tuning,dev]"
+       } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "dev.sh: install failed (log: $log)" >&2
+    return 1
+  fi
   touch "$stamp"
+  echo "dev.sh: installed in $((SECONDS - t0)) s; run kaito as $VENV/bin/kaito (or: source $VENV/bin/activate)"
 }
 
 system_tools() {

@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+DISTRIBUTION = "kaito-ray"
+
 # name -> (module, one-line help). Kept as data so packages stay decoupled from each other.
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("hooks.cli_validate", "check a Workspace YAML against the CRD rules and the preset catalog"),
@@ -22,9 +24,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def version() -> str:
+    """The installed distribution's version (setup.cfg is its one source)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: kaito COMMAND [ARGS...]", "", "commands:"]
+    lines = ["usage: kaito [-V | --version] COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "Run 'kaito COMMAND --help' for a command's options."]
     return "\n".join(lines)
@@ -34,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"kaito {version()}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

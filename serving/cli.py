@@ -3,16 +3,22 @@
     kaito up                                  # the tiny preset, built locally on first use
     kaito up -f workspace.yaml                # that Workspace's preset and adapters
     kaito up --model-path DIR --adapter a=DIR:0.5
+    kaito up --demo-adapters                  # the tiny preset with two local LoRA adapters
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import json
 import signal
+import socket
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +51,15 @@ def workspace_args(path: str) -> dict[str, Any]:
 
     try:
         docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
-    except (OSError, yaml.YAMLError) as e:
-        raise UpError(f"cannot read workspace file {path}: {e}") from e
+    except OSError as e:
+        raise UpError(f"cannot read workspace file {path}: {e.strerror or e}; pass a readable Workspace YAML "
+                      "with -f") from e
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UpError(f"workspace file {path} is not valid YAML{where}: {e.problem or e.context}") from e
+    except yaml.YAMLError as e:
+        raise UpError(f"workspace file {path} is not valid YAML: {_first_line(e)}") from e
     ws = next((d for d in docs if isinstance(d, dict) and d.get("kind") == "Workspace"), None)
     if ws is None:
         raise UpError(f"{path} holds no Workspace (kind: Workspace)")
@@ -66,7 +79,7 @@ def workspace_args(path: str) -> dict[str, Any]:
 
             local = artifacts.resolve(image)
         except Exception as e:  # noqa: BLE001
-            raise UpError(f"cannot fetch adapter {name} from {image}: {e}") from e
+            raise UpError(f"cannot fetch adapter {name} from {image}: {_first_line(e)}") from e
         adapters.append({"name": name, "path": str(local), "strength": float(a.get("strength", 1.0))})
     return {"preset": preset, "adapters": adapters}
 
@@ -74,28 +87,71 @@ def workspace_args(path: str) -> dict[str, Any]:
 def server_args(ns: argparse.Namespace) -> dict[str, Any]:
     args: dict[str, Any] = workspace_args(ns.file) if ns.file else {"preset": "tiny"}
     if ns.model_path:
-        args["model"] = ns.model_path
+        args["model"] = _model_dir(ns.model_path)
         if not ns.file:
             args.pop("preset", None)
             args["served_model_name"] = ns.served_model_name or Path(ns.model_path).resolve().name
     if ns.served_model_name:
         args["served_model_name"] = ns.served_model_name
+    for a in ns.adapter:
+        if not (Path(a["path"]) / "adapter_config.json").is_file():
+            raise UpError(f"--adapter {a['name']}: {a['path']} holds no adapter_config.json; pass a peft "
+                          "LoRA adapter directory")
     if ns.adapter:
         args["adapters"] = list(args.get("adapters", [])) + ns.adapter
     args["max_batch_size"] = ns.max_batch_size
     return args
 
 
-def preflight(args: dict[str, Any]) -> dict[str, Any]:
-    """Fetch weights before Ray starts, so a missing model is one plain line, not a replica crash loop."""
-    from .config import ServeArgs, resolve
+def _model_dir(path: str) -> str:
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise UpError(f"--model-path {path}: no such directory; pass a Hugging Face-format model directory "
+                      "(config.json, tokenizer and weights)")
+    if not (p / "config.json").is_file():
+        raise UpError(f"--model-path {path}: holds no config.json; pass a Hugging Face-format model directory "
+                      "(config.json, tokenizer and weights)")
+    return str(p)
 
-    resolved = resolve(ServeArgs.from_dict(args))
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a busy port before Ray starts (Serve would otherwise retry binding it in the background)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is not busy
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UpError(f"port {port} on {host} is already in use; stop what listens there or pick "
+                              "another with --port") from e
+            raise UpError(f"cannot listen on {host}:{port}: {e.strerror or e}; check --host and --port") from e
+
+
+def preflight(args: dict[str, Any], *, demo_adapters: bool = False) -> dict[str, Any]:
+    """Fetch or build weights before Ray starts, so a missing model is one plain line, not a replica crash loop."""
+    from .config import ConfigError, ServeArgs, resolve
+
+    try:
+        resolved = resolve(ServeArgs.from_dict(args))
+    except ConfigError as e:
+        raise UpError(e.message) from e
     if resolved.source is None:
-        from .tiny import ensure_tiny_model
+        from . import tiny
 
-        print("building the tiny model (first run only)...", flush=True)
-        return {**args, "model": str(ensure_tiny_model()), "served_model_name": resolved.served_model_name}
+        model = tiny.tiny_model_dir()
+        if not tiny.is_built(model):
+            say("building the tiny model (first run only)...")
+            with _quiet_build():
+                tiny.ensure_tiny_model()
+        args = {**args, "model": str(model), "served_model_name": resolved.served_model_name}
+        if demo_adapters:
+            if not all(tiny.is_built(d, "adapter_config.json") for d in tiny.demo_adapter_dirs(model).values()):
+                say(f"building the demo adapters {', '.join(tiny.DEMO_ADAPTERS)} (first run only)...")
+            with _quiet_build():
+                args["adapters"] = [*args.get("adapters", []), *tiny.ensure_demo_adapters(model)]
+        return args
+    if demo_adapters:
+        raise UpError("--demo-adapters needs the tiny preset (no -f and no --model-path)")
     from .loading import resolve_source
 
     try:
@@ -103,6 +159,27 @@ def preflight(args: dict[str, Any]) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001
         raise UpError(_first_line(e)) from e
     return {**args, "model": str(local), "served_model_name": resolved.served_model_name}
+
+
+@contextlib.contextmanager
+def _quiet_build():
+    """No progress bars or library deprecation notices while building the tiny model and its
+    adapters: they are noise among `kaito up`'s few lines."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def say(line: str) -> None:
+    print(f"kaito up: {line}", flush=True)
 
 
 def _first_line(e: BaseException) -> str:
@@ -129,79 +206,136 @@ def examples(host: str, port: int, model: str, adapters: list[str]) -> str:
     return "\n".join(lines)
 
 
-def wait_ready(url: str, timeout: float, stop: threading.Event) -> bool:
+# What "ready" means: KAITO's own endpoint answers a real generation with 200.
+_PROBE = json.dumps({"prompt": "ready?", "generate_kwargs": {"max_new_tokens": 1}}).encode()
+
+
+def wait_ready(base: str, timeout: float, stop: threading.Event) -> bool:
+    """Poll /healthz (503 while loading), then confirm with one POST /chat that must answer 200."""
     deadline = time.monotonic() + timeout
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
     while time.monotonic() < deadline and not stop.is_set():
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return True
+            with opener.open(base + "/healthz", timeout=5) as r:
+                healthy = r.status == 200
+            if healthy:
+                req = urllib.request.Request(base + "/chat", data=_PROBE, headers={"Content-Type": "application/json"})
+                with opener.open(req, timeout=60) as r:
+                    if r.status == 200:
+                        return True
         except urllib.error.HTTPError as e:  # 503 while loading; a load failure is reported at once
             message = _error_message(e)
             if "failed to load" in message:
                 raise UpError(message) from e
+            if 400 <= e.code < 500:  # not "still loading": waiting longer would not help
+                raise UpError(f"{e.url} answered the readiness probe with {e.code}: {message}") from e
         except Exception:  # noqa: BLE001 - not up yet
             pass
-        stop.wait(0.5)
+        stop.wait(0.2)
     return False
 
 
 def _error_message(e) -> str:
-    import json
-
     try:
         return json.loads(e.read())["error"]["message"]
     except Exception:  # noqa: BLE001
-        return 
+        return ""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import ServeArgs
+
+    defaults = ServeArgs.model_fields
+    p = argparse.ArgumentParser(
+        prog="kaito up", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve a model on this machine through the Ray Serve application a cluster runs,\n"
+                    "on an embedded, loopback-only Ray instance.",
+        epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("-f", "--file", metavar="WORKSPACE.yaml",
+                   help="serve this Workspace's inference preset and adapters (default: the tiny preset)")
+    p.add_argument("--model-path", metavar="DIR",
+                   help="serve this local Hugging Face-format model directory instead of a preset (default: none)")
+    p.add_argument("--served-model-name", metavar="NAME",
+                   help="model name clients send (default: the preset's name, or the --model-path directory's)")
+    p.add_argument("--adapter", action="append", type=parse_adapter, default=[], metavar="NAME=DIR[:STRENGTH]",
+                   help="also serve this LoRA adapter directory, STRENGTH in [0, 1] (default strength 1.0); "
+                        "repeatable")
+    p.add_argument("--demo-adapters", action="store_true",
+                   help="build two small random LoRA adapters beside the tiny model and serve them too "
+                        "(default: off)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port (default: %(default)s)")
+    p.add_argument("--max-batch-size", type=int, default=defaults["max_batch_size"].default,
+                   metavar="N", help="sequences generated together (default: %(default)s)")
+    p.add_argument("--ready-timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="give up when the model is not ready after this long (default: %(default)s)")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="kaito up", description="Serve a model locally on an embedded Ray instance.")
-    p.add_argument("-f", "--file", help="Workspace YAML: serve its inference preset and adapters")
-    p.add_argument("--model-path", help="local Hugging Face-format model directory")
-    p.add_argument("--served-model-name", help="model name clients send (default: preset or directory name)")
-    p.add_argument("--adapter", action="append", type=parse_adapter, default=[], metavar="NAME=DIR[:STRENGTH]",
-                   help="LoRA adapter directory; repeatable")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-batch-size", type=int, default=32)
-    p.add_argument("--ready-timeout", type=float, default=600.0)
-    ns = p.parse_args(argv)
-
+    ns = build_parser().parse_args(argv)
+    t0 = time.monotonic()
     try:
-        args = preflight(server_args(ns))
-    except (UpError, Exception) as e:  # noqa: BLE001 - one plain line, non-zero exit
+        args = server_args(ns)
+        check_port(ns.host, ns.port)
+        args = preflight(args, demo_adapters=ns.demo_adapters)
+    except UpError as e:  # one plain line, non-zero exit
+        print(f"kaito up: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C while building the tiny model: nothing is half-built (see tiny.py)
+        return 130
+    except Exception as e:  # noqa: BLE001 - anything unforeseen: still one line, no traceback
         print(f"kaito up: {_first_line(e)}", file=sys.stderr)
         return 1
 
     from . import ray_local
 
     stop = threading.Event()
-    print("starting Ray and the Serve application...", flush=True)
-    ray_local.start(host=ns.host, port=ns.port)
-    # installed after ray.init, which sets its own SIGTERM handler
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    say(f"starting Ray and the Serve application on {ns.host}:{ns.port}...")
+    phases: dict[str, float] = {}
     try:
+        mark = time.monotonic()
+        try:
+            ray_local.start(host=ns.host, port=ns.port, quiet=True)
+        except Exception as e:  # noqa: BLE001 - e.g. the raylet missing Ray's 30 s start-up window
+            print(f"kaito up: Ray did not start: {_first_line(e)}", file=sys.stderr)
+            return 1
+        phases["Ray"] = time.monotonic() - mark
+        # installed again after ray.init, which sets its own SIGTERM handler
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
         from ray import serve
 
         from .app import build
 
-        serve.run(build(args), name="default", route_prefix="/", blocking=False)
+        mark = time.monotonic()
         try:
-            ready = wait_ready(f"http://{ns.host}:{ns.port}/healthz", ns.ready_timeout, stop)
-        except UpError as e:
-            print(f"kaito up: {_first_line(e)}", file=sys.stderr)
+            serve.run(build(args), name="default", route_prefix="/", blocking=False)
+        except Exception as e:  # noqa: BLE001 - a replica that cannot start: its reason, in one line
+            print(f"kaito up: the Serve application did not start: {_first_line(e)}", file=sys.stderr)
             return 1
+        phases["replica start"] = time.monotonic() - mark
+        mark = time.monotonic()
+        try:
+            ready = wait_ready(f"http://{ns.host}:{ns.port}", ns.ready_timeout, stop)
+        except UpError as e:
+            print(f"kaito up: {e}", file=sys.stderr)
+            return 1
+        phases["model import and load"] = time.monotonic() - mark
         if not ready:
             if stop.is_set():
                 return 0
-            print("kaito up: the model did not become ready in time", file=sys.stderr)
+            print(f"kaito up: the model was not ready after {ns.ready_timeout:g} s; raise --ready-timeout or "
+                  "check the model directory", file=sys.stderr)
             return 1
+        say(f"ready in {time.monotonic() - t0:.1f} s ("
+            + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()) + ")")
         print(examples(ns.host, ns.port, args["served_model_name"], [a["name"] for a in args.get("adapters", [])]),
               flush=True)
         stop.wait()
-        print("stopping...", flush=True)
+        say("stopping...")
         return 0
     finally:
         ray_local.stop()

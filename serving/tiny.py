@@ -1,4 +1,4 @@
-"""Small random causal LMs built locally: the `tiny` preset, and test/benchmark models.
+"""Small random causal LMs built locally: the `tiny` preset, its demo LoRA adapters, test/benchmark models.
 
 Nothing is downloaded: the tokenizer is a byte-level BPE trained with `tokenizers` on the text
 below, the weights are random from a seed, and both are saved with `save_pretrained`, so every
@@ -139,28 +139,88 @@ def _recipe_key(architecture: str, seed: int, overrides: dict) -> str:
     return hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
 
-def ensure_tiny_model(cache_dir: str | os.PathLike | None = None, **recipe) -> Path:
-    """The tiny preset's model directory in the cache, built on first use.
-
-    Built into a temporary sibling and renamed into place, so an interrupted build never
-    leaves a directory that looks complete.
-    """
+def tiny_model_dir(cache_dir: str | os.PathLike | None = None, **recipe) -> Path:
+    """Where `ensure_tiny_model` keeps the model for this recipe (built or not)."""
     spec = presets.get_preset("tiny").tiny
     architecture = recipe.pop("architecture", spec.architecture)
     seed = recipe.pop("seed", spec.seed)
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    target = root / "models" / f"tiny-{_recipe_key(architecture, seed, recipe)}"
-    if (target / "config.json").is_file():
-        return target
+    return root / "models" / f"tiny-{_recipe_key(architecture, seed, recipe)}"
+
+
+def is_built(folder: Path, marker: str = "config.json") -> bool:
+    """Whether `_build_once` has completed `folder` (a model: config.json; an adapter: adapter_config.json)."""
+    return (folder / marker).is_file()
+
+
+def ensure_tiny_model(cache_dir: str | os.PathLike | None = None, **recipe) -> Path:
+    """The tiny preset's model directory in the cache, built on first use."""
+    spec = presets.get_preset("tiny").tiny
+    architecture = recipe.pop("architecture", spec.architecture)
+    seed = recipe.pop("seed", spec.seed)
+    target = tiny_model_dir(cache_dir, architecture=architecture, seed=seed, **recipe)
+    _build_once(target, "config.json",
+                lambda staging: build_tiny_model(staging, architecture=architecture, seed=seed, **recipe))
+    return target
+
+
+def _build_once(target: Path, marker: str, build) -> None:
+    """Build into a temporary sibling and rename it into place, so an interrupted build never
+    leaves a directory that looks complete."""
+    if is_built(target, marker):
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        build_tiny_model(staging, architecture=architecture, seed=seed, **recipe)
+        build(staging)
         try:
             staging.rename(target)
         except OSError:
-            if not (target / "config.json").is_file():  # lost a race to another builder: theirs is fine
+            if not is_built(target, marker):  # lost a race to another builder: theirs is fine
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+
+_LORA_TARGETS = {"phi3": ["qkv_proj", "o_proj"], "llama": ["q_proj", "v_proj"]}
+
+# `kaito up --demo-adapters`: name -> (seed, strength). Two strengths, so /chat's combination shows.
+DEMO_ADAPTERS: dict[str, tuple[int, float]] = {"demo-alpha": (1, 1.0), "demo-beta": (2, 0.5)}
+
+
+def build_adapter(base_dir: str | Path, out_dir: str | Path, *, seed: int = 1, r: int = 4,
+                  scale: float = 0.5) -> Path:
+    """A LoRA adapter over a tiny model whose lora_B is random (peft initializes it to zero),
+    so it visibly changes the base model's outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    arch = "phi3" if base.config.model_type == "phi3" else "llama"
+    cfg = LoraConfig(r=r, lora_alpha=2 * r, target_modules=_LORA_TARGETS[arch], task_type="CAUSAL_LM",
+                     init_lora_weights=True)
+    model = get_peft_model(base, cfg)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * scale)
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    return out
+
+
+def demo_adapter_dirs(base_dir: Path) -> dict[str, Path]:
+    """Where the demo adapters live: beside the tiny model they were built for."""
+    return {name: base_dir.parent / f"{base_dir.name}-adapters" / name for name in DEMO_ADAPTERS}
+
+
+def ensure_demo_adapters(base_dir: Path) -> list[dict]:
+    """The demo adapters over `base_dir`, built on first use, as `kaito up` adapter args."""
+    out = []
+    for name, path in demo_adapter_dirs(base_dir).items():
+        seed, strength = DEMO_ADAPTERS[name]
+        _build_once(path, "adapter_config.json", lambda staging, s=seed: build_adapter(base_dir, staging, seed=s))
+        out.append({"name": name, "path": str(path), "strength": strength})
+    return out

@@ -3,7 +3,8 @@
 The defaults are the paths the tuning Job mounts, so the Job passes only what differs:
   python -m tuning --preset P --method qlora --config /mnt/config/training_config.yaml \\
       --base-model hf://... --output /mnt/results --input-url URL --push REGISTRY/REPO:TAG
-Locally:  kaito tune --method lora --config cfg.yaml --base-model ./model --data ./data --output ./out
+Locally:  kaito tune --method lora --base-model ./model --data ./data --output ./out   (KAITO's default config)
+          kaito tune --preset tiny --data ./data --output ./out                     (the locally built tiny model)
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ log = logging.getLogger("tuning")
 def build_parser(prog: str = "kaito tune") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Fine-tune a LoRA/QLoRA adapter (KAITO training_config.yaml).")
     p.add_argument("--method", choices=("lora", "qlora"), default="lora", help="tuning method (default: lora)")
-    p.add_argument("--config", default=DEFAULT_CONFIG, help=f"training_config.yaml (default: {DEFAULT_CONFIG})")
+    p.add_argument("--config", default=None,
+                   help=f"KAITO training_config.yaml (default: {DEFAULT_CONFIG} when it exists, else KAITO's "
+                        "default template for --method, the one the hooks put in the tuning ConfigMap)")
     p.add_argument("--data", default=DEFAULT_DATA,
                    help=f"dataset directory or file; URL downloads land here (default: {DEFAULT_DATA})")
     p.add_argument("--output", default=None,
@@ -31,7 +34,9 @@ def build_parser(prog: str = "kaito tune") -> argparse.ArgumentParser:
     p.add_argument("--base-model", default=None,
                    help="base model: directory, oci:// or hf:// reference (default: ModelConfig."
                         "pretrained_model_name_or_path, /workspace/tfs/weights, or the preset's source)")
-    p.add_argument("--preset", default=None, help="preset name: LoRA target modules, chat template, adapter base name")
+    p.add_argument("--preset", default=None,
+                   help="preset name: LoRA target modules, chat template, adapter base name; 'tiny' with no "
+                        "--base-model tunes the locally built tiny model (default: none)")
     p.add_argument("--input-url", action="append", default=[], metavar="URL",
                    help="dataset URL to download (http/https, public addresses only); repeatable")
     p.add_argument("--input-image", default=None, metavar="REF", help="OCI image/artifact holding the dataset files")
@@ -47,7 +52,7 @@ def build_parser(prog: str = "kaito tune") -> argparse.ArgumentParser:
 
 def request_from_args(args: argparse.Namespace) -> TuneRequest:
     return TuneRequest(
-        method=args.method, config_path=Path(args.config), data_dir=Path(args.data),
+        method=args.method, config_path=Path(args.config) if args.config else None, data_dir=Path(args.data),
         output_dir=Path(args.output) if args.output else None, base_model=args.base_model, preset=args.preset,
         input_urls=list(args.input_url), input_image=args.input_image, push=args.push,
         allow_private_urls=args.allow_private_urls, max_steps=args.max_steps,

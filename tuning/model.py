@@ -45,14 +45,30 @@ def _device_map(cfg: TuningConfig):
     return cfg.model.device_map
 
 
-def target_modules(cfg: TuningConfig, preset_modules: list[str] | None) -> list[str] | str | None:
-    """LoraConfig.target_modules, else KAITO's DEFAULT_TARGET_MODULES env, else the preset's, else peft's."""
+def target_modules(cfg: TuningConfig, preset_modules: list[str] | None,
+                   architecture: str | None = None) -> list[str] | str | None:
+    """LoraConfig.target_modules, else KAITO's DEFAULT_TARGET_MODULES env, else the preset's, else those the
+    catalog gives the model's architecture (a --base-model with no --preset), else peft's own default."""
     if cfg.lora.get("target_modules"):
         return cfg.lora["target_modules"]
     env = os.environ.get("DEFAULT_TARGET_MODULES")
     if env:
         return [m.strip() for m in env.split(",") if m.strip()]
-    return list(preset_modules) if preset_modules else None
+    if preset_modules:
+        return list(preset_modules)
+    return catalog_modules(architecture)
+
+
+def catalog_modules(architecture: str | None) -> list[str] | None:
+    """The LoRA target modules the preset catalog lists for this transformers architecture class."""
+    if not architecture:
+        return None
+    import presets
+
+    for preset in presets.list_presets():
+        if preset.architecture == architecture and preset.lora_target_modules:
+            return list(preset.lora_target_modules)
+    return None
 
 
 def load_peft_model(path: Path, cfg: TuningConfig, *, gradient_checkpointing: bool,
@@ -80,7 +96,8 @@ def load_peft_model(path: Path, cfg: TuningConfig, *, gradient_checkpointing: bo
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     elif gradient_checkpointing:
         model.enable_input_require_grads()  # so checkpointed blocks see inputs that require grad
-    lora = {**cfg.lora, "target_modules": target_modules(cfg, preset_modules), "task_type": "CAUSAL_LM"}
+    architecture = (getattr(model.config, "architectures", None) or [None])[0]
+    lora = {**cfg.lora, "target_modules": target_modules(cfg, preset_modules, architecture), "task_type": "CAUSAL_LM"}
     try:
         model = get_peft_model(model, LoraConfig(**lora))
     except ValueError as err:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import DEFAULT_OUTPUT_DIR, TuningConfig, load_training_config
+from .config import DEFAULT_OUTPUT_DIR, TuningConfig, load_training_config, parse_training_config
 from .errors import ConfigError, TuningError
 from .outputs import (ADAPTER_FILES, METRICS_FILE, is_completed, mark_completed, neutral_base_reference, push_adapter,
                       rewrite_base_reference, write_metrics)
@@ -31,7 +31,7 @@ DEFAULT_BASE_MODEL = "/workspace/tfs/weights"
 @dataclass
 class TuneRequest:
     method: str
-    config_path: Path = Path(DEFAULT_CONFIG)
+    config_path: Path | None = None  # None: DEFAULT_CONFIG when it exists, else KAITO's template for the method
     data_dir: Path = Path(DEFAULT_DATA)
     output_dir: Path | None = None
     base_model: str | None = None
@@ -53,6 +53,7 @@ class PresetInfo:
     source: str | None
     target_modules: list[str] | None
     chat_template: str | None
+    built_locally: bool = False  # the tiny preset: no source, built on this machine
 
 
 def lookup_preset(name: str | None) -> PresetInfo | None:
@@ -67,7 +68,22 @@ def lookup_preset(name: str | None) -> PresetInfo | None:
         raise ConfigError(f"--preset: preset {name!r} does not support tuning")
     template = presets.chat_template(preset.chat_template) if preset.chat_template else None
     return PresetInfo(name=name, repo=preset.hf_repo, source=preset.source,
-                      target_modules=list(preset.lora_target_modules) or None, chat_template=template)
+                      target_modules=list(preset.lora_target_modules) or None, chat_template=template,
+                      built_locally=preset.tiny is not None)
+
+
+def training_config(request: TuneRequest) -> TuningConfig:
+    """--config; else the file a tuning Job mounts; else KAITO's default template for the method,
+    read from presets, where the hooks read the tuning ConfigMap's content too."""
+    path = request.config_path
+    if path is None and Path(DEFAULT_CONFIG).is_file():
+        path = Path(DEFAULT_CONFIG)
+    if path is not None:
+        return load_training_config(path, request.method)
+    import presets
+
+    log.info("no --config and no %s: using KAITO's default %s template", DEFAULT_CONFIG, request.method)
+    return parse_training_config(presets.default_training_config(request.method), request.method)
 
 
 def output_dir_for(request: TuneRequest, cfg: TuningConfig) -> Path:
@@ -80,6 +96,11 @@ def output_dir_for(request: TuneRequest, cfg: TuningConfig) -> Path:
 def base_model_source(request: TuneRequest, cfg: TuningConfig, preset: PresetInfo | None) -> str:
     if request.base_model:
         return request.base_model
+    if preset and preset.built_locally and cfg.model.pretrained_model_name_or_path == DEFAULT_BASE_MODEL \
+            and not Path(DEFAULT_BASE_MODEL).is_dir():
+        from serving.tiny import ensure_tiny_model  # the model `kaito up` serves, from the same cache
+
+        return str(ensure_tiny_model())
     if preset and preset.source and cfg.model.pretrained_model_name_or_path == DEFAULT_BASE_MODEL \
             and not Path(DEFAULT_BASE_MODEL).is_dir():
         return preset.source
@@ -143,8 +164,10 @@ def accelerate_command(request: TuneRequest, data_dir: Path, base_path: Path, ou
     """One process per GPU on this node (KAITO: accelerate launch --num_processes=<GPUs>)."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", f"--num_processes={num_processes}",
            "--num_machines=1", "--machine_rank=0", "--gpu_ids=all", "-m", "tuning",
-           "--method", request.method, "--config", str(request.config_path), "--data", str(data_dir),
-           "--base-model", str(base_path), "--output", str(output_dir)]
+           "--method", request.method, "--data", str(data_dir), "--base-model", str(base_path),
+           "--output", str(output_dir)]
+    if request.config_path is not None:
+        cmd += ["--config", str(request.config_path)]
     if request.preset:
         cmd += ["--preset", request.preset]
     if request.max_steps is not None:
@@ -199,7 +222,7 @@ def train_adapter(request: TuneRequest, cfg: TuningConfig, preset: PresetInfo | 
 def run(request: TuneRequest) -> dict:
     """Run the whole flow; return the metrics written to the output directory."""
     started = time.monotonic()
-    cfg = load_training_config(request.config_path, request.method)
+    cfg = training_config(request)
     preset = lookup_preset(request.preset)
     if request.input_urls:
         from .urlsafety import check_url

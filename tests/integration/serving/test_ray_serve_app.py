@@ -18,7 +18,7 @@ NAME = "tiny-phi3"
 def server(tmp_path_factory, port):
     from serving import ray_local
     from serving.app import build
-    from serving.testing import build_adapter
+    from serving.tiny import build_adapter
     from serving.tiny import build_tiny_model
     from ray import serve
 

@@ -11,7 +11,7 @@ import yaml
 import artifacts
 from serving.cli import workspace_args
 from serving.loading import AdapterSpec, load_model
-from serving.testing import build_adapter
+from serving.tiny import build_adapter
 from serving.tiny import build_tiny_model
 from tests.support.registry import registry_fixture
 

@@ -12,7 +12,7 @@ def tiny_models(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def llama_adapters(tiny_models, tmp_path_factory):
-    from serving.testing import build_adapter
+    from serving.tiny import build_adapter
 
     root = tmp_path_factory.mktemp("adapters")
     return {name: build_adapter(tiny_models["llama"], root / name, seed=seed)

@@ -65,9 +65,12 @@ def test_workspace_file_gives_preset_and_no_adapters(tmp_path):
     f.write_text("apiVersion: kaito.sh/v1alpha1\nkind: Workspace\nmetadata: {name: w}\n"
                  "resource: {instanceType: Standard_NC12s_v3}\ninference: {preset: {name: falcon-7b}}\n")
     assert workspace_args(str(f)) == {"preset": "falcon-7b", "adapters": []}
-    ns = argparse.Namespace(file=None, model_path=str(tmp_path), served_model_name=None, adapter=[],
+    model = tmp_path / "my-model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    ns = argparse.Namespace(file=None, model_path=str(model), served_model_name=None, adapter=[],
                             max_batch_size=8)
-    assert server_args(ns)["served_model_name"] == tmp_path.name and "preset" not in server_args(ns)
+    assert server_args(ns)["served_model_name"] == "my-model" and "preset" not in server_args(ns)
 
 
 def test_cluster_head_builds_the_app_from_the_contract_serve_config(tmp_path):
