@@ -4,6 +4,6 @@ Public surface (import the submodules; this package imports nothing heavy):
 - `serving.app:build(args)`: the Ray Serve application builder (contract §1 arguments)
 - `serving.engine.Engine`, `serving.scheduler.Scheduler`/`SamplingParams`: the engine and its IO-free core
 - `serving.cli.main`: `kaito up`; `serving.cluster`: pod entrypoints (head / worker)
-- `serving.tiny`: small random models for laptops, tests and benchmarks
+- the tiny preset itself is built by the `tinymodel` package (shared with tuning)
 Errors: `serving.errors.ServingError` and subclasses.
 """

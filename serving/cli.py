@@ -136,7 +136,7 @@ def preflight(args: dict[str, Any], *, demo_adapters: bool = False) -> dict[str,
     except ConfigError as e:
         raise UpError(e.message) from e
     if resolved.source is None:
-        from . import tiny
+        import tinymodel as tiny
 
         model = tiny.tiny_model_dir()
         if not tiny.is_built(model):

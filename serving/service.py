@@ -67,7 +67,7 @@ class Service:
         r = self.resolved = resolve(self.args, cuda_available=torch.cuda.is_available())
         source = r.source
         if source is None:  # the tiny preset: built locally, never downloaded
-            from .tiny import ensure_tiny_model
+            from tinymodel import ensure_tiny_model
 
             source = str(ensure_tiny_model())
         self.loaded = load_model(source, dtype=r.dtype, trust_remote_code=r.trust_remote_code,

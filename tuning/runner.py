@@ -98,7 +98,7 @@ def base_model_source(request: TuneRequest, cfg: TuningConfig, preset: PresetInf
         return request.base_model
     if preset and preset.built_locally and cfg.model.pretrained_model_name_or_path == DEFAULT_BASE_MODEL \
             and not Path(DEFAULT_BASE_MODEL).is_dir():
-        from serving.tiny import ensure_tiny_model  # the model `kaito up` serves, from the same cache
+        from tinymodel import ensure_tiny_model  # the model `kaito up` serves, from the same cache
 
         return str(ensure_tiny_model())
     if preset and preset.source and cfg.model.pretrained_model_name_or_path == DEFAULT_BASE_MODEL \

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=20261201)
     a = p.parse_args(argv)
 
-    from serving.tiny import build_tiny_model
+    from tinymodel import build_tiny_model
 
     results: dict = {"per_route": a.per_route, "seed": a.seed, "targets": {}}
     with tempfile.TemporaryDirectory() as tmp:

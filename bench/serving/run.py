@@ -5,7 +5,7 @@
   (c) baseline KAITO-style: one transformers generate() at a time behind a lock (baseline_server.py)
 
 All three serve the same random Llama (~27M parameters: hidden 512, 8 layers) built with
-serving.tiny, so compute matters on a CPU. Prompts are random token strings from a fixed seed; every
+tinymodel, so compute matters on a CPU. Prompts are random token strings from a fixed seed; every
 request streams (stream_options.include_usage) with ignore_eos so output lengths are fixed.
 
     .venv/bin/python bench/serving/run.py            # full sweep: concurrency 1, 4, 16, 64
@@ -174,7 +174,7 @@ def make_prompts(model_dir: Path, n: int, input_len: int, seed: int) -> list[str
 
 
 def cpu_sweep(a) -> dict:
-    from serving.tiny import build_tiny_model
+    from tinymodel import build_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="kaito-bench-"))
     model_dir = build_tiny_model(work / "model", architecture="llama", seed=0, **MODEL_SHAPE)
@@ -233,7 +233,7 @@ def gpu_bench(a) -> dict:
     from serving.engine import Engine
     from serving.loading import LoadedModel
     from serving.scheduler import SamplingParams
-    from serving.tiny import build_tiny_model
+    from tinymodel import build_tiny_model
 
     name = torch.cuda.get_device_name()
     peak = a.peak_gbps or next((v for k, v in PEAK_GBPS.items() if k in name), None)

@@ -149,7 +149,7 @@ def run_arm(arm: str, method: str, model_dir: Path, data_path: Path, device: str
 
 def build_model(kind: str, target: Path, args) -> dict:
     import torch
-    from serving.tiny import build_tiny_model
+    from tinymodel import build_tiny_model
     if kind == "llama":
         build_tiny_model(target, architecture="llama", hidden_size=args.hidden, intermediate_size=args.intermediate,
                          num_layers=args.layers, num_heads=args.heads, num_kv_heads=args.heads,

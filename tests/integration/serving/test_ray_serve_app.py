@@ -18,8 +18,8 @@ NAME = "tiny-phi3"
 def server(tmp_path_factory, port):
     from serving import ray_local
     from serving.app import build
-    from serving.tiny import build_adapter
-    from serving.tiny import build_tiny_model
+    from tinymodel import build_adapter
+    from tinymodel import build_tiny_model
     from ray import serve
 
     root = tmp_path_factory.mktemp("models")

@@ -49,7 +49,7 @@ def tuning_config():
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from serving.tiny import build_tiny_model
+    from tinymodel import build_tiny_model
     return build_tiny_model(tmp_path_factory.mktemp("tiny-base"))
 
 

@@ -28,7 +28,7 @@ def adapter_written(out):
 
 def test_method_data_output_and_base_model_are_enough(laptop):
     tmp, data = laptop
-    from serving.tiny import build_tiny_model
+    from tinymodel import build_tiny_model
 
     base = build_tiny_model(tmp / "my-model")
     out = tmp / "out"

@@ -11,8 +11,8 @@ import yaml
 import artifacts
 from serving.cli import workspace_args
 from serving.loading import AdapterSpec, load_model
-from serving.tiny import build_adapter
-from serving.tiny import build_tiny_model
+from tinymodel import build_adapter
+from tinymodel import build_tiny_model
 from tests.support.registry import registry_fixture
 
 registry = registry_fixture()

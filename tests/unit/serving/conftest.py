@@ -4,7 +4,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Two architectures, built once per session: {'phi3': dir, 'llama': dir}."""
-    from serving.tiny import build_tiny_model
+    from tinymodel import build_tiny_model
 
     root = tmp_path_factory.mktemp("tiny")
     return {arch: build_tiny_model(root / arch, architecture=arch, seed=0) for arch in ("phi3", "llama")}
@@ -12,7 +12,7 @@ def tiny_models(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def llama_adapters(tiny_models, tmp_path_factory):
-    from serving.tiny import build_adapter
+    from tinymodel import build_adapter
 
     root = tmp_path_factory.mktemp("adapters")
     return {name: build_adapter(tiny_models["llama"], root / name, seed=seed)
@@ -26,7 +26,7 @@ SMALL_CONTEXT = 64
 def small_service(tmp_path_factory):
     """A tiny Llama with a 64-token context (so any max_tokens a fuzzer picks stays cheap)."""
     from serving.service import Service
-    from serving.tiny import build_tiny_model
+    from tinymodel import build_tiny_model
 
     model = build_tiny_model(tmp_path_factory.mktemp("small") / "llama", architecture="llama",
                              context_length=SMALL_CONTEXT)

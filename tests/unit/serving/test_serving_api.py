@@ -13,7 +13,7 @@ NAME = "tiny-llama"
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory, llama_adapters):
-    from serving.tiny import build_tiny_model
+    from tinymodel import build_tiny_model
 
     # a long context, so "endless" streams below really outlast the test (the tiny model is fast)
     model = build_tiny_model(tmp_path_factory.mktemp("long") / "llama", architecture="llama", context_length=65536)

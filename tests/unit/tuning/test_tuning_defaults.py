@@ -10,6 +10,7 @@ from tuning import runner
 from tuning.cli import build_parser, main
 from tuning.config import load_training_config, parse_training_config
 from tuning.runner import TuneRequest
+from tests.support.seeds import with_real_references
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -22,7 +23,7 @@ def no_mounted_config(tmp_path, monkeypatch):
 
 def hooks_configmap_config(method: str) -> str:
     """The training_config.yaml the hooks put in a tuning Workspace's ConfigMap for `method`."""
-    ws = yaml.safe_load((ROOT / "examples/tuning/kaito_workspace_tuning_phi_3.yaml").read_text())
+    ws = with_real_references(yaml.safe_load((ROOT / "examples/tuning/kaito_workspace_tuning_phi_3.yaml").read_text()))
     ws["tuning"]["method"] = method
     objects, _ = render(ws)
     maps = [o for o in objects if o["kind"] == "ConfigMap"]
@@ -57,7 +58,7 @@ def test_preset_tiny_without_base_model_is_the_locally_built_tiny_model(tmp_path
     monkeypatch.setenv("KAITO_CACHE_DIR", str(tmp_path / "cache"))
     request = TuneRequest(method="lora", preset="tiny")
     source = runner.base_model_source(request, runner.training_config(request), runner.lookup_preset("tiny"))
-    from serving.tiny import tiny_model_dir
+    from tinymodel import tiny_model_dir
 
     assert Path(source) == tiny_model_dir() and (Path(source) / "config.json").is_file()
 

@@ -3,7 +3,7 @@ import hashlib
 
 import pytest
 
-from serving.tiny import build_tiny_model, ensure_tiny_model
+from tinymodel import build_tiny_model, ensure_tiny_model
 
 
 def _digests(directory):
