@@ -88,13 +88,15 @@ def test_openai_errors_use_the_envelope_with_the_right_status(client):
     assert error_of(client.post("/v1/chat/completions", json={**chat, "messages": []}), 400)["param"] == "messages"
     assert error_of(client.post("/v1/chat/completions", json={**chat, "logprobs": True}), 400)["param"] == "logprobs"
     assert error_of(client.post("/v1/completions", json={"model": NAME}), 400)["param"] == "prompt"
-    assert error_of(client.post("/v1/completions", content=b"{not json", headers={"Content-Type": "application/json"}), 400)["type"] == "invalid_request_error"
+    as_json = {"Content-Type": "application/json"}
+    assert error_of(client.post("/v1/completions", content=b"{not json", headers=as_json), 400)["type"] == \
+        "invalid_request_error"
     long = {"model": NAME, "prompt": "hello " * 70000, "stream": True}
     err = error_of(client.post("/v1/completions", json=long), 400)  # a real 400, not an error inside a 200 stream
     assert err["code"] == "context_length_exceeded"
     err = error_of(client.post("/v1/completions", json={"model": NAME, "prompt": "hi", "max_tokens": 10**6}), 400)
     assert err["param"] == "max_tokens"
-    assert error_of(client.post("/v1/completions", content=b"x" * (MAX_BODY_BYTES + 1), headers={"Content-Type": "application/json"}), 413)
+    assert error_of(client.post("/v1/completions", content=b"x" * (MAX_BODY_BYTES + 1), headers=as_json), 413)
     # nothing wedged
     ok = client.post("/v1/completions", json={"model": NAME, "prompt": "hi", "max_tokens": 3})
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] <= 3

@@ -18,8 +18,8 @@ from schemathesis.checks import negative_data_rejection, not_a_server_error
 from serving.api import create_app
 from tests.support import http_fuzz
 
-EXAMPLES = int(os.environ.get("KAITO_FUZZ_EXAMPLES", "50"))  # per route and seed
-SCHEMA_EXAMPLES = int(os.environ.get("KAITO_SCHEMA_EXAMPLES", "30"))  # per operation and generation mode
+EXAMPLES = int(os.environ.get("KAITO_FUZZ_EXAMPLES", "35"))  # per route and seed
+SCHEMA_EXAMPLES = int(os.environ.get("KAITO_SCHEMA_EXAMPLES", "20"))  # per operation
 RANDOM_SEED = random.randrange(2 ** 32)
 JSON = {"Content-Type": "application/json"}
 
@@ -59,7 +59,7 @@ def _service():
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(_service))
 schema.config.generation.update(modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE],
-                                max_examples=SCHEMA_EXAMPLES, deterministic=True)
+                                max_examples=SCHEMA_EXAMPLES, deterministic=True, database="none")
 
 
 

@@ -73,7 +73,8 @@ def test_a_body_that_is_not_declared_json_is_a_415(small_client, headers):
     for path, body in (("/v1/completions", COMP), ("/chat", KAITO)):
         resp = small_client.post(path, content=json.dumps(body).encode(), headers=headers)
         assert "application/json" in error_of(resp, 415)["message"]
-    ok = small_client.post("/v1/completions", content=json.dumps(COMP), headers={"Content-Type": "application/json; charset=utf-8"})
+    ok = small_client.post("/v1/completions", content=json.dumps(COMP),
+                           headers={"Content-Type": "application/json; charset=utf-8"})
     assert ok.status_code == 200
 
 
@@ -187,8 +188,8 @@ def test_a_client_that_goes_away_is_counted_not_a_500(small_service, caplog):
     long = {"model": "small", "prompt": "hi", "max_tokens": SMALL_CONTEXT - 8, "ignore_eos": True}
     with caplog.at_level(logging.DEBUG):
         # gone while a non-streamed answer is generated
-        _asgi(app, "/chat", json.dumps({"prompt": "hi", "generate_kwargs": {"max_new_tokens": SMALL_CONTEXT - 8}}).encode(),
-              disconnect_after_body=True)
+        kaito = {"prompt": "hi", "generate_kwargs": {"max_new_tokens": SMALL_CONTEXT - 8}}
+        _asgi(app, "/chat", json.dumps(kaito).encode(), disconnect_after_body=True)
         # gone mid-stream: the next write fails
         sent = _asgi(app, "/v1/completions", json.dumps({**long, "stream": True}).encode(), fail_sends_after=2)
     assert sent[0]["status"] == 200
