@@ -88,8 +88,3 @@ def make_world(settings: Settings, *, base_url: Optional[str] = None,
     standins = [KarpenterStandIn(cluster, sku_gpus, set(unavailable)),
                 WorkloadStandIn(cluster, job_run_ticks=job_run_ticks)]
     return World(cluster, emulators, standins)
-
-
-def conditions(ws: Obj) -> dict[str, str]:
-    """`{type: status}` of a Workspace, what `kubectl get workspace` columns show."""
-    return {c["type"]: c["status"] for c in (ws.get("status") or {}).get("conditions") or []}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Optional
 
-from metacontroller.api import Obj
 
 WS_LABEL = "kaito.sh/workspace"
 WS_NS_LABEL = "kaito.sh/workspacenamespace"

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import pydantic
-import yaml
 
 import presets
 from contract.urlpolicy import is_http_url, is_internal_url
@@ -21,7 +20,6 @@ from hooks import rules
 from hooks.api import ResourceSpec, Workspace
 from hooks.children.names import adapter_key
 
-TRAINING_SECTIONS = ("ModelConfig", "QuantizationConfig", "LoraConfig", "TrainingArguments", "DatasetConfig", "DataCollator")
 
 
 @dataclass(frozen=True, order=True)
@@ -380,45 +378,3 @@ def parse_workspace(obj: Any) -> Workspace:
     if errors:
         raise WorkspaceInvalid(errors)
     return Workspace.model_validate(obj)
-
-
-def validate_training_config(text: str, method: str, configmap: str) -> list[FieldError]:
-    """KAITO's checks of a tuning ConfigMap's training_config.yaml (reference/kaito.md R7)."""
-    path = f"configmap/{configmap}[training_config.yaml]"
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        return [FieldError(path, f"not valid YAML: {exc}")]
-    config = doc.get("training_config") if isinstance(doc, dict) else None
-    if not isinstance(config, dict):
-        return [FieldError(path, "must hold a mapping under the top-level key training_config")]
-    errors = [
-        FieldError(f"{path}.training_config.{section}", f"Unrecognized section: {section}; accepted: {', '.join(TRAINING_SECTIONS)}")
-        for section in config if section not in TRAINING_SECTIONS
-    ]
-    quant = config.get("QuantizationConfig") or {}
-    flags = {}
-    for key in ("load_in_4bit", "load_in_8bit"):
-        value = quant.get(key)
-        if value is not None and not isinstance(value, bool):
-            errors.append(FieldError(f"{path}.training_config.QuantizationConfig.{key}", "must be true, false or null"))
-        flags[key] = value is True
-    if flags["load_in_4bit"] and flags["load_in_8bit"]:
-        errors.append(FieldError(f"{path}.training_config.QuantizationConfig", f"Cannot set both 'load_in_4bit' and 'load_in_8bit' to true in ConfigMap '{configmap}'"))
-    elif method.lower() == "lora" and (flags["load_in_4bit"] or flags["load_in_8bit"]):
-        errors.append(FieldError(f"{path}.training_config.QuantizationConfig", f"For method 'lora', 'load_in_4bit' or 'load_in_8bit' in ConfigMap '{configmap}' must not be true"))
-    elif method.lower() == "qlora" and not (flags["load_in_4bit"] or flags["load_in_8bit"]):
-        errors.append(FieldError(f"{path}.training_config.QuantizationConfig", f"For method 'qlora', either 'load_in_4bit' or 'load_in_8bit' must be true in ConfigMap '{configmap}'"))
-    output_dir = (config.get("TrainingArguments") or {}).get("output_dir")
-    if output_dir is not None and not _inside_mnt(output_dir):
-        errors.append(FieldError(f"{path}.training_config.TrainingArguments.output_dir", f"Invalid output_dir specified: '{output_dir}', must be a directory inside /mnt"))
-    return errors
-
-
-def _inside_mnt(output_dir: Any) -> bool:
-    import posixpath
-
-    if not isinstance(output_dir, str) or not output_dir:
-        return False
-    resolved = posixpath.normpath(posixpath.join("/mnt", output_dir))
-    return resolved.startswith("/mnt/")

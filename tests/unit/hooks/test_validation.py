@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hooks.validation import FieldError, WorkspaceInvalid, parse_workspace, validate_training_config, validate_workspace
+from hooks.validation import FieldError, WorkspaceInvalid, parse_workspace, validate_workspace
 from tests.unit.hooks.conftest import EXAMPLES, PLACEHOLDERS, with_real_references
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.yaml"))
@@ -149,36 +149,3 @@ def test_parse_workspace_returns_typed_model(adapters_ws):
     ws = parse_workspace(adapters_ws)
     assert ws.inference.adapters[0].source.image == "myregistry.azurecr.io/adapters/phi-3-adapter:0.0.1"
     assert ws.resource.count == 1
-
-
-class TestTrainingConfig:
-    @pytest.mark.parametrize("method", ["lora", "qlora"])
-    def test_defaults_are_accepted(self, method):
-        import presets
-        text = yaml.safe_dump(presets.default_training_config(method))
-        assert validate_training_config(text, method, "cm") == []
-
-    def test_unrecognized_section(self):
-        errors = validate_training_config("training_config:\n  Optimizer: {}\n", "lora", "cm")
-        assert [e.message for e in errors] == [
-            "Unrecognized section: Optimizer; accepted: ModelConfig, QuantizationConfig, LoraConfig, TrainingArguments, DatasetConfig, DataCollator"]
-
-    @pytest.mark.parametrize(("method", "quant", "expected"), [
-        ("qlora", {"load_in_4bit": True, "load_in_8bit": True}, "Cannot set both 'load_in_4bit' and 'load_in_8bit' to true in ConfigMap 'cm'"),
-        ("lora", {"load_in_8bit": True}, "For method 'lora', 'load_in_4bit' or 'load_in_8bit' in ConfigMap 'cm' must not be true"),
-        ("qlora", {"load_in_4bit": False}, "For method 'qlora', either 'load_in_4bit' or 'load_in_8bit' must be true in ConfigMap 'cm'"),
-        ("qlora", {"load_in_4bit": "yes"}, "must be true, false or null"),
-    ])
-    def test_quantization_contradictions(self, method, quant, expected):
-        text = yaml.safe_dump({"training_config": {"QuantizationConfig": quant}})
-        assert expected in [e.message for e in validate_training_config(text, method, "cm")]
-
-    def test_output_dir_must_stay_under_mnt(self):
-        bad = yaml.safe_dump({"training_config": {"TrainingArguments": {"output_dir": "../etc"}}})
-        good = yaml.safe_dump({"training_config": {"TrainingArguments": {"output_dir": "results"}}})
-        assert "Invalid output_dir specified: '../etc', must be a directory inside /mnt" in [e.message for e in validate_training_config(bad, "lora", "cm")]
-        assert validate_training_config(good, "lora", "cm") == []
-
-    def test_yaml_errors_and_missing_top_key(self):
-        assert "not valid YAML" in validate_training_config("a: [", "lora", "cm")[0].message
-        assert "training_config" in validate_training_config("other: 1", "lora", "cm")[0].message
