@@ -12,7 +12,11 @@ RUN if ! python3 -c 'import ensurepip' 2>/dev/null; then \
  && python3 -m venv /opt/venv \
  && useradd --uid 1000 --no-create-home --shell /usr/sbin/nologin kaito
 WORKDIR /app
-COPY setup.cfg setup.py pyproject.toml constraints.txt README.md ./
+COPY setup.cfg setup.py pyproject.toml constraints.txt ./
+# Dependencies in their own layer, rebuilt only when setup.cfg or constraints.txt change
+# (README.md is the long description: an empty one will do here).
+RUN touch README.md && pip install -c constraints.txt . && pip uninstall -y kaito-ray
+COPY README.md ./
 COPY presets ./presets
 COPY hooks ./hooks
 COPY metacontroller ./metacontroller
@@ -20,7 +24,7 @@ COPY serving ./serving
 COPY tuning ./tuning
 COPY artifacts ./artifacts
 COPY kaito_cli ./kaito_cli
-RUN pip install -c constraints.txt .
+RUN pip install --no-deps -c constraints.txt .
 USER 1000:1000
 EXPOSE 8080
 CMD ["gunicorn", "-c", "python:hooks.gunicorn_conf", "-w", "2", "-b", "0.0.0.0:8080", "hooks.app:app"]

@@ -28,7 +28,12 @@ RUN if ! python3 -c 'import ensurepip' 2>/dev/null; then \
 RUN pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==${TORCH_VERSION}"
 
 WORKDIR /app
-COPY setup.cfg setup.py pyproject.toml constraints.txt README.md ./
+COPY setup.cfg setup.py pyproject.toml constraints.txt ./
+# Dependencies in their own layer, rebuilt only when setup.cfg or constraints.txt change
+# (README.md is the long description: an empty one will do here).
+# The torch installed above satisfies the torch==2.13.0 pin (a local version label is ignored).
+RUN touch README.md && pip install -c constraints.txt ".[serving,tuning]" && pip uninstall -y kaito-ray
+COPY README.md ./
 COPY presets ./presets
 COPY hooks ./hooks
 COPY metacontroller ./metacontroller
@@ -36,8 +41,7 @@ COPY serving ./serving
 COPY tuning ./tuning
 COPY artifacts ./artifacts
 COPY kaito_cli ./kaito_cli
-# the torch installed above satisfies the torch==2.13.0 pin (a local version label is ignored)
-RUN pip install -c constraints.txt ".[serving,tuning]"
+RUN pip install --no-deps -c constraints.txt ".[serving,tuning]"
 
 USER 1000:1000
 # 8000: Serve HTTP (the Service's port 80). 6379: Ray head (on the Service only when count > 1).

@@ -89,3 +89,9 @@ def hook_pod(hooks_image, tmp_path_factory):
         yield runner, f"http://127.0.0.1:{port}", dep
     finally:
         runner.remove()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The container tier runs after every other test (.ci/run runs the whole suite in one go)."""
+    here = Path(__file__).parent
+    items.sort(key=lambda item: Path(str(item.fspath)).is_relative_to(here))

@@ -30,7 +30,12 @@ Obj = dict[str, Any]
 #: Everything the runner ignores or changes, in one place (printed in the test output).
 ADAPTATIONS = (
     "host network only: every container shares the host's; Service names resolve to 127.0.0.1 via --add-host",
-    "ports: an argument 0.0.0.0:<containerPort> becomes 127.0.0.1:<hostPort> from the port map, so pods never collide",
+    "ports: an argument HOST:<containerPort> becomes HOST:<hostPort> from the port map (0.0.0.0 becomes 127.0.0.1),"
+    " so pods never collide",
+    "Serve config (ConfigMap): http_options moved to 127.0.0.1:<hostPort> and proxy_location HeadOnly, since"
+    " every node's proxy would bind the same host port (adapt_serve_config)",
+    "Ray nodes: KAITO_RAY_START_ARGS gives each node free ports, node IP 127.0.0.1, 1 CPU and a small object store"
+    " (ray_node_env); RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps Ray's listeners on loopback",
     "images: references are mapped to the locally built images (no registry to pull our images from)",
     "ignored: resources (GPU requests/limits), probes' timing, affinity, tolerations, scheduling, serviceAccount",
     "ignored: restartPolicy (nothing restarts by itself; a test stops and starts containers)",
@@ -131,8 +136,11 @@ class PodRunner:
     def _argv(self, parts: list[str]) -> list[str]:
         out = []
         for p in parts:
-            m = re.fullmatch(r"0\.0\.0\.0:(\d+)", p)
-            out.append(f"127.0.0.1:{self.ports[int(m.group(1))]}" if m and int(m.group(1)) in self.ports else p)
+            m = re.fullmatch(r"([A-Za-z0-9.-]+):(\d+)", p)
+            if m and int(m.group(2)) in self.ports:
+                host = "127.0.0.1" if m.group(1) == "0.0.0.0" else m.group(1)
+                p = f"{host}:{self.ports[int(m.group(2))]}"
+            out.append(p)
         return out
 
     def container_name(self, container: Obj) -> str:
@@ -280,6 +288,29 @@ class PodRunner:
         for cname in reversed(self._started):
             _run("rm", "-f", "-t", "5", cname, check=False, timeout=60)
         self._started.clear()
+
+
+def adapt_serve_config(config_map: Obj, key: str, port: int) -> Obj:
+    """The Serve ConfigMap for host-network pods: one proxy, on loopback, on a free port."""
+    import yaml
+
+    cfg = yaml.safe_load(config_map["data"][key])
+    cfg["http_options"] = {**(cfg.get("http_options") or {}), "host": "127.0.0.1", "port": port}
+    cfg["proxy_location"] = "HeadOnly"
+    return {**config_map, "data": {**config_map["data"], key: yaml.safe_dump(cfg, sort_keys=False)}}
+
+
+def ray_node_env(free_port: Callable[[], int], ray_port: Optional[int] = None) -> dict[str, str]:
+    """Environment for one Ray node container sharing the host network with other nodes."""
+    flags = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--object-store-memory=100000000",
+             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+             f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+             f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}"]
+    if ray_port is not None:
+        flags += [f"--port={ray_port}", f"--ray-client-server-port={free_port()}"]
+    base = free_port() // 100 * 100
+    flags += [f"--min-worker-port={base}", f"--max-worker-port={base + 99}"]
+    return {"KAITO_RAY_START_ARGS": " ".join(flags), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def _data(obj: Obj) -> dict[str, bytes]:
