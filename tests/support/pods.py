@@ -33,9 +33,10 @@ ADAPTATIONS = (
     "ports: an argument HOST:<containerPort> becomes HOST:<hostPort> from the port map (0.0.0.0 becomes 127.0.0.1),"
     " so pods never collide",
     "Serve config (ConfigMap): http_options moved to 127.0.0.1:<hostPort> and proxy_location HeadOnly, since"
-    " every node's proxy would bind the same host port (adapt_serve_config)",
-    "Ray nodes: KAITO_RAY_START_ARGS gives each node free ports, node IP 127.0.0.1, 1 CPU and a small object store"
-    " (ray_node_env); RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps Ray's listeners on loopback",
+    " every node's proxy would bind the same host port; gpus_per_replica 0 (adapt_serve_config)",
+    "Ray node: KAITO_RAY_START_ARGS gives the head free ports, 1 CPU and a small object store, and"
+    " RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps every Ray listener on 127.0.0.1 (ray_node_env); Ray 2.60 then"
+    " refuses worker joins, so two-node pods are not run here",
     "images: references are mapped to the locally built images (no registry to pull our images from)",
     "ignored: resources (GPU requests/limits), probes' timing, affinity, tolerations, scheduling, serviceAccount",
     "ignored: restartPolicy (nothing restarts by itself; a test stops and starts containers)",
@@ -169,7 +170,7 @@ class PodRunner:
         for env in self._env(container):
             args += ["-e", env]
         for m in container.get("volumeMounts") or []:
-            ro = ",ro" if m.get("readOnly") else ""
+            ro = ":ro" if m.get("readOnly") else ""
             args += ["-v", f"{self._volumes[m['name']]}:{m['mountPath']}{ro}"]
         image = self.images.get(container["image"], container["image"])
         command = self._argv(list(container.get("command") or []))
@@ -297,17 +298,19 @@ def adapt_serve_config(config_map: Obj, key: str, port: int) -> Obj:
     cfg = yaml.safe_load(config_map["data"][key])
     cfg["http_options"] = {**(cfg.get("http_options") or {}), "host": "127.0.0.1", "port": port}
     cfg["proxy_location"] = "HeadOnly"
+    for app in cfg.get("applications") or []:  # GPU resources are dropped: replicas run on the CPU
+        if (app.get("args") or {}).get("gpus_per_replica"):
+            app["args"]["gpus_per_replica"] = 0
     return {**config_map, "data": {**config_map["data"], key: yaml.safe_dump(cfg, sort_keys=False)}}
 
 
-def ray_node_env(free_port: Callable[[], int], ray_port: Optional[int] = None) -> dict[str, str]:
-    """Environment for one Ray node container sharing the host network with other nodes."""
-    flags = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--object-store-memory=100000000",
-             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-             f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
-             f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}"]
-    if ray_port is not None:
-        flags += [f"--port={ray_port}", f"--ray-client-server-port={free_port()}"]
+def ray_node_env(free_port: Callable[[], int], ray_port: int) -> dict[str, str]:
+    """Environment for a Ray head container sharing the host network with other Ray instances."""
+    flags = [f"--port={ray_port}", f"--ray-client-server-port={free_port()}", "--num-cpus=1",
+             "--object-store-memory=100000000", f"--dashboard-agent-listen-port={free_port()}",
+             f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
+             f"--runtime-env-agent-port={free_port()}", f"--node-manager-port={free_port()}",
+             f"--object-manager-port={free_port()}"]
     base = free_port() // 100 * 100
     flags += [f"--min-worker-port={base}", f"--max-worker-port={base + 99}"]
     return {"KAITO_RAY_START_ARGS": " ".join(flags), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
