@@ -71,7 +71,7 @@ def wait_http(url: str, timeout: float, what: str, runner: PodRunner, container:
     return runner.wait_running(container, ok, what, timeout)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hook_pod(hooks_image, tmp_path_factory):
     """The hook Deployment's pod exactly as `kubectl kustomize deploy/overlays/nodeclaim` renders it."""
     dep = next(o for o in kustomize("nodeclaim") if o["kind"] == "Deployment" and o["metadata"]["name"] == "kaito-hooks")
