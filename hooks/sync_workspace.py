@@ -14,8 +14,8 @@ import presets
 from hooks import nodes as nodesel
 from hooks.api import Workspace
 from hooks.children import inference, tuning
-from hooks.children.pod import WS_LABEL
 from hooks.children.inference import ServingPlan
+from hooks.children.pod import WS_LABEL
 from hooks.children.tuning import TuningPlan
 from hooks.settings import Settings
 from hooks.status import FALSE, TRUE, Cond, combined, pod_problem, render

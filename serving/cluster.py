@@ -26,7 +26,7 @@ import yaml
 log = logging.getLogger("serving.cluster")
 RAY_PORT = 6379
 #: Extra `ray start` flags, for pods on a shared (host) network where the node's default ports may be
-#: taken: e.g. "--port=16379 --node-ip-address=127.0.0.1 --dashboard-agent-listen-port=0". Later flags win.
+#: taken: e.g. "--port=16379 --dashboard-agent-listen-port=52366 --num-cpus=4". Later flags win.
 EXTRA_ARGS_ENV = "KAITO_RAY_START_ARGS"
 
 

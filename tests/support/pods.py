@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
+import yaml
+
 from tests.support.images import PODMAN, RUNC, ULIMITS
 
 Obj = dict[str, Any]
@@ -39,13 +41,15 @@ ADAPTATIONS = (
     " refuses worker joins, so two-node pods are not run here",
     "images: references are mapped to the locally built images (no registry to pull our images from)",
     "ignored: resources (GPU requests/limits), probes' timing, affinity, tolerations, scheduling, serviceAccount",
-    "ignored: restartPolicy (nothing restarts by itself; a test stops and starts containers)",
+    "restartPolicy Always: a container that exits while a test waits on it is restarted at most"
+    " twice, without the kubelet's back-off",
     "emptyDir (also medium: Memory) is a host directory owned by fsGroup; no sizeLimit",
     "extra env: KAITO_INSECURE_REGISTRIES, so pulls from the test registry use plain HTTP on loopback",
     "termination message: FallbackToLogsOnError reads the last 80 log lines, at most 2048 bytes (kubelet's rule)",
 )
 #: The kubelet's tail for FallbackToLogsOnError.
 LOG_LINES, LOG_BYTES = 80, 2048
+MAX_RESTARTS = 2
 
 
 def describe() -> str:
@@ -79,12 +83,12 @@ class PodRunner:
     ports: Mapping[int, int] = field(default_factory=dict)
     hosts: tuple[str, ...] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
-    volume_dirs: Mapping[str, Path] = field(default_factory=dict)   # reuse a volume's directory (restarts)
     workdir: Optional[Path] = None
     log: Callable[[str], None] = print
     _volumes: dict[str, Path] = field(default_factory=dict, init=False)
     _results: dict[str, Obj] = field(default_factory=dict, init=False)
     _started: list[str] = field(default_factory=list, init=False)
+    _restarts: dict[str, int] = field(default_factory=dict, init=False)
 
     # -- volumes ----------------------------------------------------------------------------
     def _prepare_volumes(self) -> None:
@@ -93,9 +97,6 @@ class PodRunner:
         group = int((self.spec.get("securityContext") or {}).get("fsGroup") or 0)
         for vol in self.spec.get("volumes") or []:
             name = vol["name"]
-            if name in self.volume_dirs:
-                self._volumes[name] = self.volume_dirs[name]
-                continue
             path = root / name
             path.mkdir()
             if "emptyDir" in vol:  # world-writable, as the kubelet makes it; group-owned with an fsGroup
@@ -180,11 +181,13 @@ class PodRunner:
             rest = command[1:] + rest
         return args + [image, *rest]
 
-    def _termination(self, container: Obj, cname: str, exit_code: int) -> Obj:
+    def _termination(self, container: Obj, cname: str, exit_code: int, output: Optional[str] = None) -> Obj:
         term: Obj = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error"}
         if container.get("terminationMessagePolicy") == "FallbackToLogsOnError" and exit_code != 0:
-            logs = _run("logs", "--tail", str(LOG_LINES), cname, check=False)
-            text = (logs.stdout + logs.stderr)[-LOG_BYTES:]
+            if output is None:
+                logs = _run("logs", cname, check=False)
+                output = logs.stdout + logs.stderr
+            text = "\n".join(output.splitlines()[-LOG_LINES:])[-LOG_BYTES:]
             if text.strip():
                 term["message"] = text
         return term
@@ -199,7 +202,8 @@ class PodRunner:
             self._started.append(cname)
             proc = subprocess.run([PODMAN, "--runtime", RUNC, *self._podman_args(container, detach=False)],
                                   capture_output=True, text=True, timeout=init_timeout)
-            self._results[container["name"]] = {"init": True, "terminated": self._termination(container, cname, proc.returncode)}
+            term = self._termination(container, cname, proc.returncode, proc.stdout + proc.stderr)
+            self._results[container["name"]] = {"init": True, "terminated": term}
             if proc.returncode != 0:
                 self.log(f"[pod {self.name}] init container {container['name']} exited {proc.returncode}")
                 return
@@ -214,14 +218,6 @@ class PodRunner:
         if cname not in self._started:
             self._started.append(cname)
         _run(*self._podman_args(container, detach=True))
-
-    def stop_container(self, name: str, timeout: int = 10) -> None:
-        container = next(c for c in self.spec["containers"] if c["name"] == name)
-        _run("stop", "-t", str(timeout), self.container_name(container), check=False, timeout=timeout + 30)
-
-    def kill_container(self, name: str) -> None:
-        container = next(c for c in self.spec["containers"] if c["name"] == name)
-        _run("kill", self.container_name(container), check=False)
 
     def logs(self, name: str, tail: int = 60) -> str:
         container = next(c for c in [*(self.spec.get("initContainers") or []), *self.spec["containers"]]
@@ -256,7 +252,7 @@ class PodRunner:
         for c in self.spec.get("containers") or []:
             state = {"waiting": {"reason": "PodInitializing"}} if blocked else self._state(c)
             statuses.append({"name": c["name"], "image": c["image"], "ready": "running" in state,
-                             "restartCount": 0, "state": state})
+                             "restartCount": self._restarts.get(c["name"], 0), "state": state})
         phase = "Pending" if blocked or any("waiting" in s["state"] for s in statuses) else (
             "Running" if any("running" in s["state"] for s in statuses) else
             "Succeeded" if all(s["state"]["terminated"]["exitCode"] == 0 for s in statuses) else "Failed")
@@ -280,6 +276,13 @@ class PodRunner:
             if check():
                 return time.monotonic() - start
             state = self._state(container)
+            restarts = self._restarts.get(name, 0)
+            if "terminated" in state and self.spec.get("restartPolicy", "Always") == "Always" and restarts < MAX_RESTARTS:
+                self.log(f"[pod {self.name}] container {name} exited {state['terminated']['exitCode']}: restarting"
+                         f" (restartPolicy Always), last lines:\n{self.logs(name, 5)}")
+                self._restarts[name] = restarts + 1
+                self.start_container(name)
+                continue
             if "terminated" in state or time.monotonic() - start > timeout:
                 why = "exited" if "terminated" in state else f"not there after {timeout:.0f}s"
                 raise PodFailed(f"pod {self.name} container {name}: {what}: {why}\n--- output ---\n{self.logs(name)}")
@@ -293,8 +296,6 @@ class PodRunner:
 
 def adapt_serve_config(config_map: Obj, key: str, port: int) -> Obj:
     """The Serve ConfigMap for host-network pods: one proxy, on loopback, on a free port."""
-    import yaml
-
     cfg = yaml.safe_load(config_map["data"][key])
     cfg["http_options"] = {**(cfg.get("http_options") or {}), "host": "127.0.0.1", "port": port}
     cfg["proxy_location"] = "HeadOnly"
