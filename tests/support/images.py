@@ -168,7 +168,18 @@ def build(name: str, dockerfile: str, build_args: Optional[dict[str, str]] = Non
         cmd += ["--build-arg", f"{k}={v}"]
     start = time.monotonic()
     podman(*cmd, str(ROOT), timeout=3000)
-    return Built(tag, time.monotonic() - start, False)
+    built = Built(tag, time.monotonic() - start, False)
+    _untag_older(tag)
+    return built
+
+
+def _untag_older(tag: str) -> None:
+    """Drop this image's older tags (their layers are mostly shared), so repeated runs do not pile up."""
+    repo = tag.rsplit(":", 1)[0]
+    listed = podman("images", "--format", "{{.Repository}}:{{.Tag}}", repo, check=False).stdout.split()
+    old = [t for t in listed if t != tag and t.startswith(repo + ":")]
+    if old:
+        podman("rmi", *old, check=False)
 
 
 def hooks_image() -> Built:
