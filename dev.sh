@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine with Python 3.11:
 #   ./dev.sh up [ARGS]   installs into .venv, then `kaito up` (tiny model on embedded Ray Serve)
-#   ./dev.sh test [ARGS] installs into .venv (and the test tools: registry, wrk), then pytest
+#   ./dev.sh test [ARGS] installs into .venv (and the test tools: registry, wrk, podman), then pytest;
+#                        tests/e2e (our images under podman) runs last
+#   ./dev.sh images      builds the base, hooks and runtime images (CPU torch) as the e2e tests do
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${VENV:-.venv}
@@ -37,6 +39,10 @@ system_tools() {
   command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
   command -v wrk >/dev/null || missing+=(wrk)
   command -v htpasswd >/dev/null || missing+=(apache2-utils)
+  # The container tier (tests/e2e): podman with runc (crun cannot run here), debootstrap for the base image.
+  command -v podman >/dev/null || missing+=(podman)
+  [ -x /usr/sbin/runc ] || missing+=(runc)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -59,8 +65,13 @@ case "$cmd" in
     system_tools
     exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
     ;;
+  images)
+    install
+    system_tools
+    exec "$VENV/bin/python" -m tests.support.images all
+    ;;
   *)
-    echo "usage: ./dev.sh up [kaito up args] | ./dev.sh test [pytest args]" >&2
+    echo "usage: ./dev.sh up [kaito up args] | ./dev.sh test [pytest args] | ./dev.sh images" >&2
     exit 2
     ;;
 esac

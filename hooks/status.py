@@ -44,3 +44,91 @@ def combined(type_: str, parts: Iterable[Cond], ok_reason: str, ok_message: str)
         if not p.ok:
             return Cond(type_, FALSE, p.reason, p.message)
     return Cond(type_, TRUE, ok_reason, ok_message)
+
+
+# -- pod-level facts -------------------------------------------------------------------------------
+#: Stable condition reasons for what the kubelet and scheduler report about a workspace's pods
+#: (docs/control-plane.md lists them). Whatever the kubelet's own waiting reason, one cause has one reason.
+POD_UNSCHEDULABLE = "PodUnschedulable"
+IMAGE_PULL_FAILED = "ImagePullFailed"
+CONTAINER_CONFIG_FAILED = "ContainerConfigFailed"
+CONTAINER_CRASH_LOOPING = "ContainerCrashLooping"
+CONTAINER_OOM_KILLED = "ContainerOOMKilled"
+INIT_CONTAINER_FAILED = "InitContainerFailed"
+CONTAINER_FAILED = "ContainerFailed"
+POD_FAILED = "PodFailed"
+_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
+_CONFIG_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+#: Longest cause quoted from a termination message (the kubelet keeps up to 4096 bytes).
+MESSAGE_CHARS = 400
+
+
+def last_line(text: str | None) -> str:
+    """The last non-empty line: our containers end with one clear line, and with
+    FallbackToLogsOnError the message is the tail of the log."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= MESSAGE_CHARS else line[:MESSAGE_CHARS - 3] + "..."
+
+
+def _terminated_text(term: Mapping[str, Any]) -> str:
+    reason = term.get("reason") or "Error"
+    text = f"{reason} (exit code {term.get('exitCode', '?')})"
+    cause = last_line(term.get("message"))
+    return f"{text}: {cause}" if cause else text
+
+
+def _container_problem(pod: str, cs: Mapping[str, Any], init: bool, restart_never: bool) -> Cond | None:
+    kind = "init container" if init else "container"
+    who = f"pod {pod} {kind} {cs.get('name', '?')}"
+    state = cs.get("state") or {}
+    waiting, terminated = state.get("waiting") or {}, state.get("terminated") or {}
+    last = (cs.get("lastState") or {}).get("terminated") or {}
+    wreason = waiting.get("reason") or ""
+    if wreason in _PULL_REASONS:
+        detail = last_line(waiting.get("message"))
+        return Cond("", FALSE, IMAGE_PULL_FAILED,
+                    f"{who} cannot pull image {cs.get('image', '?')} ({wreason})" + (f": {detail}" if detail else ""))
+    if wreason in _CONFIG_REASONS:
+        return Cond("", FALSE, CONTAINER_CONFIG_FAILED, f"{who} cannot start ({wreason}): {last_line(waiting.get('message'))}")
+    if init and (last or terminated) and int((terminated or last).get("exitCode") or 0) != 0:
+        return Cond("", FALSE, INIT_CONTAINER_FAILED, f"{who} failed: {_terminated_text(terminated or last)}")
+    if wreason == "CrashLoopBackOff":
+        oom = last.get("reason") == "OOMKilled"
+        what = _terminated_text(last) if last else "no termination recorded"
+        return Cond("", FALSE, CONTAINER_OOM_KILLED if oom else CONTAINER_CRASH_LOOPING,
+                    f"{who} is crash-looping (CrashLoopBackOff), last terminated: {what}")
+    if terminated and int(terminated.get("exitCode") or 0) != 0 and (restart_never or terminated.get("reason") == "OOMKilled"):
+        oom = terminated.get("reason") == "OOMKilled"
+        return Cond("", FALSE, CONTAINER_OOM_KILLED if oom else CONTAINER_FAILED,
+                    f"{who} failed: {_terminated_text(terminated)}")
+    return None
+
+
+def pod_problem(pods: Iterable[Mapping[str, Any]], type_: str) -> Cond | None:
+    """The first thing that keeps a workspace's pods from running, as a False `type_` condition.
+
+    Pods are read in name order and a pod's init containers before its containers, so the same
+    world always yields the same condition. Pods being deleted are skipped (a rollout's old pods).
+    """
+    for p in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("name") or ""):
+        meta, spec, st = p.get("metadata") or {}, p.get("spec") or {}, p.get("status") or {}
+        if meta.get("deletionTimestamp") or st.get("phase") == "Succeeded":
+            continue
+        name = meta.get("name", "?")
+        for c in st.get("conditions") or []:
+            if c.get("type") == "PodScheduled" and c.get("status") == FALSE:
+                why = c.get("reason") or "Unschedulable"
+                return Cond(type_, FALSE, POD_UNSCHEDULABLE,
+                            f"pod {name} cannot be scheduled ({why}): {last_line(c.get('message'))}")
+        never = spec.get("restartPolicy") == "Never"
+        statuses = [(cs, True) for cs in st.get("initContainerStatuses") or []] + \
+                   [(cs, False) for cs in st.get("containerStatuses") or []]
+        for cs, init in statuses:
+            found = _container_problem(name, cs, init, never)
+            if found is not None:
+                return Cond(type_, FALSE, found.reason, found.message)
+        if st.get("phase") == "Failed":
+            return Cond(type_, FALSE, POD_FAILED,
+                        f"pod {name} failed ({st.get('reason') or 'Failed'}): {last_line(st.get('message'))}")
+    return None

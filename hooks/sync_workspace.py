@@ -14,14 +14,16 @@ from hooks import nodes as nodesel
 from hooks.api import Workspace
 from hooks.children import inference, tuning
 from hooks.children.inference import ServingPlan
+from hooks.children.pod import WS_LABEL
 from hooks.children.tuning import TuningPlan
 from hooks.settings import Settings
-from hooks.status import FALSE, TRUE, Cond, combined, render
+from hooks.status import FALSE, TRUE, Cond, combined, pod_problem, render
 from hooks.validation import validate_workspace
 from metacontroller.api import Obj, group_key
 from metacontroller.apply import last_applied_children
 
 NODE_KEY = group_key("v1", "Node")
+POD_KEY = group_key("v1", "Pod")
 DEPLOYMENT_KEY = group_key("apps/v1", "Deployment")
 JOB_KEY = group_key("batch/v1", "Job")
 ENABLE_LB = "kaito.sh/enablelb"
@@ -29,7 +31,8 @@ ENABLE_LB = "kaito.sh/enablelb"
 
 # -- customize -----------------------------------------------------------------------------
 def customize(parent: Obj, settings: Settings) -> Obj:
-    """Ask for this workspace's own node claims and for the Nodes its labelSelector matches."""
+    """Ask for this workspace's own node claims, its Pods (so status can name a failing pod,
+    container and cause) and the Nodes its labelSelector matches."""
     meta = parent.get("metadata") or {}
     claim = settings.claim_api
     rules: list[Obj] = [{
@@ -40,6 +43,8 @@ def customize(parent: Obj, settings: Settings) -> Obj:
     if isinstance(selector, Mapping):
         sel = {k: selector[k] for k in ("matchLabels", "matchExpressions") if selector.get(k)}
         rules.append({"apiVersion": "v1", "resource": "nodes", "labelSelector": sel})
+    rules.append({"apiVersion": "v1", "resource": "pods", "namespace": meta.get("namespace", ""),
+                  "labelSelector": {"matchLabels": {WS_LABEL: meta["name"]}}})
     return {"relatedResources": rules}
 
 
@@ -83,6 +88,7 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
     previous_nodes = [n for n in old_status.get("workerNodes") or [] if isinstance(n, str)]
     children = request.get("children") or {}
     related = request.get("related") or {}
+    pods = [p for p in (related.get(POD_KEY) or {}).values() if (p.get("metadata") or {}).get("namespace", ns) == ns]
 
     spec_only = {k: v for k, v in parent.items() if k != "status"}
     errors = validate_workspace(spec_only)
@@ -134,7 +140,7 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
         if resource_ok or have_children:
             desired = tuning.build(plan)
         job = observed.get((JOB_KEY, f"{ns}/{name}"))
-        conds = [resource, *_tuning_conditions(job, resource)]
+        conds = [resource, *_tuning_conditions(job, resource, pod_problem(pods, "JobStarted"))]
     else:
         raw_inf = parent.get("inference") or {}
         options = (ws.inference.preset.preset_options if ws.inference.preset else None)
@@ -151,12 +157,12 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
             load_balancer=(meta.get("annotations") or {}).get(ENABLE_LB) == "True")
         if resource_ok or have_children:
             desired = inference.build(plan)
-        infer = _inference_condition(desired, observed, ns, resource)
+        infer = _inference_condition(desired, observed, ns, resource, pod_problem(pods, "InferenceReady"))
         conds = [resource, infer, combined("WorkspaceReady", [resource, infer], "workspaceReady", "workspace is ready")]
 
     status = {"workerNodes": sorted(selected), "conditions": render(conds, observed_conditions, now, generation)}
     reply: Obj = {"status": status, "children": desired}
-    if not (all(c.ok for c in conds) or _tuning_finished(conds)):
+    if not (all(c.ok for c in conds) or _tuning_finished(observed.get((JOB_KEY, f"{ns}/{name}")))):
         reply["resyncAfterSeconds"] = settings.pending_resync_seconds
     return reply
 
@@ -175,14 +181,23 @@ def _model_pull_secret(spec) -> Optional[str]:
     return secrets[0] if secrets else None
 
 
-def _tuning_finished(conds: list[Cond]) -> bool:
-    return any(c.type == "WorkspaceSucceeded" and c.reason != "workspacePending" for c in conds)
+def _job_final(job: Optional[Obj]) -> dict[str, Obj]:
+    """The Job's terminal conditions that are True (Complete, Failed)."""
+    return {c.get("type"): c for c in ((job or {}).get("status") or {}).get("conditions") or []
+            if c.get("status") == TRUE and c.get("type") in ("Complete", "Failed")}
 
 
-def _inference_condition(desired: list[Obj], observed: Mapping[tuple[str, str], Obj], ns: str, resource: Cond) -> Cond:
+def _tuning_finished(job: Optional[Obj]) -> bool:
+    return bool(_job_final(job))
+
+
+def _inference_condition(desired: list[Obj], observed: Mapping[tuple[str, str], Obj], ns: str, resource: Cond,
+                         pod_failure: Optional[Cond]) -> Cond:
     deployments = [d for d in desired if d["kind"] == "Deployment"]
     if not deployments:
         return Cond("InferenceReady", FALSE, "WaitingForResources", f"waiting for nodes: {resource.message}")
+    if pod_failure is not None:  # a pod that cannot run outranks replica counts (never Ready while one crash-loops)
+        return pod_failure
     ready = wanted = 0
     for d in deployments:
         obs = observed.get((DEPLOYMENT_KEY, f"{ns}/{d['metadata']['name']}"))
@@ -195,7 +210,7 @@ def _inference_condition(desired: list[Obj], observed: Mapping[tuple[str, str], 
     return Cond("InferenceReady", FALSE, "WorkspaceInferenceStatusPending", f"{ready} of {wanted} replicas ready")
 
 
-def _tuning_conditions(job: Optional[Obj], resource: Cond) -> list[Cond]:
+def _tuning_conditions(job: Optional[Obj], resource: Cond, pod_failure: Optional[Cond]) -> list[Cond]:
     if job is None:
         why = Cond("JobStarted", FALSE, "WaitingForResources", f"waiting for nodes: {resource.message}") \
             if not resource.ok else Cond("JobStarted", FALSE, "JobPending", "creating the tuning job")
@@ -203,13 +218,17 @@ def _tuning_conditions(job: Optional[Obj], resource: Cond) -> list[Cond]:
         return [why, pending, Cond("WorkspaceReady", FALSE, why.reason, why.message)]
     st = job.get("status") or {}
     started = Cond("JobStarted", TRUE, "WorkspaceTuningJobStatusStarted", "Tuning job has started")
-    final = {c.get("type"): c for c in st.get("conditions") or [] if c.get("status") == TRUE}
+    final = _job_final(job)
     if "Complete" in final:
         done = Cond("WorkspaceSucceeded", TRUE, "workspaceSucceeded", "workspace succeeds")
     elif "Failed" in final:
         c = final["Failed"]
+        why = c.get("message") or "the tuning job failed"
         done = Cond("WorkspaceSucceeded", FALSE, c.get("reason") or "workspaceFailed",
-                    c.get("message") or "the tuning job failed")
+                    f"{why}; {pod_failure.message}" if pod_failure else why)
+    elif pod_failure is not None:  # the Job exists but its pod cannot run: not started, not succeeding
+        started = pod_failure
+        done = Cond("WorkspaceSucceeded", FALSE, pod_failure.reason, pod_failure.message)
     else:
         done = Cond("WorkspaceSucceeded", FALSE, "workspacePending",
                     f"workspace has not completed, tuning job has {int(st.get('active') or 0)} active pod, "

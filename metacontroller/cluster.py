@@ -32,6 +32,7 @@ KNOWN_TYPES = (
     ResourceType("v1", "Service", "services", True),
     ResourceType("v1", "ConfigMap", "configmaps", True),
     ResourceType("v1", "Secret", "secrets", True),
+    ResourceType("v1", "Pod", "pods", True),
     ResourceType("apps/v1", "Deployment", "deployments", True),
     ResourceType("batch/v1", "Job", "jobs", True),
     ResourceType("karpenter.sh/v1alpha5", "Machine", "machines", False),

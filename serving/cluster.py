@@ -15,6 +15,7 @@ import argparse
 import importlib
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -24,6 +25,9 @@ import yaml
 
 log = logging.getLogger("serving.cluster")
 RAY_PORT = 6379
+#: Extra `ray start` flags, for pods on a shared (host) network where the node's default ports may be
+#: taken: e.g. "--port=16379 --dashboard-agent-listen-port=52366 --num-cpus=4". Later flags win.
+EXTRA_ARGS_ENV = "KAITO_RAY_START_ARGS"
 
 
 def load_config(path: str) -> dict:
@@ -40,6 +44,7 @@ def ray_start_cmd(*, head: bool, address: str | None = None, block: bool = False
         cmd += ["--head", f"--port={RAY_PORT}", "--include-dashboard=false"]
     else:
         cmd += [f"--address={address}"]
+    cmd += shlex.split(os.environ.get(EXTRA_ARGS_ENV, ""))
     if block:
         cmd.append("--block")
     return cmd
@@ -88,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--address", required=True, help="HOST:PORT of the head")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    return head(a.config) if a.role == "head" else worker(a.address)
+    try:
+        return head(a.config) if a.role == "head" else worker(a.address)
+    except Exception as exc:  # noqa: BLE001 - the last line is the pod's termination message
+        log.exception("%s failed", a.role)
+        print(f"serving.cluster {a.role}: error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

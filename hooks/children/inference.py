@@ -118,7 +118,8 @@ def _adapter_parts(plan: ServingPlan) -> tuple[list[Obj], list[Obj], list[Obj]]:
             env.append({"name": "DOCKER_CONFIG", "value": f"/mnt/pull-secrets/{key}"})
         container = {"name": f"adapter-{key}", "image": plan.runtime_image,
                      "command": ["kaito", "pull", src.get("image", ""), adapter_path(adapter, i)],
-                     "volumeMounts": mounts, "securityContext": pod.container_security()}
+                     "volumeMounts": mounts, "securityContext": pod.container_security(),
+                     "terminationMessagePolicy": pod.TERMINATION_MESSAGE_POLICY}
         if env:
             container["env"] = env
         inits.append(container)
@@ -181,6 +182,7 @@ def head_deployment(plan: ServingPlan, config_hash: str) -> Obj:
         "readinessProbe": {**probe, "failureThreshold": 3},
         "livenessProbe": {"tcpSocket": {"port": SERVE_PORT}, "periodSeconds": 20, "failureThreshold": 3},
         "securityContext": pod.container_security(),
+        "terminationMessagePolicy": pod.TERMINATION_MESSAGE_POLICY,
     }
     labels = _labels(plan, "head")
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": pod.child_meta(plan.name, plan.name),
@@ -197,6 +199,7 @@ def worker_deployment(plan: ServingPlan, config_hash: str) -> Obj:
         "command": ["python", "-m", "serving.cluster", "worker", "--address", f"{plan.name}:{RAY_PORT}"],
         "env": _env(plan), "resources": pod.gpu_resources(plan.gpus_per_node),
         "securityContext": pod.container_security(),
+        "terminationMessagePolicy": pod.TERMINATION_MESSAGE_POLICY,
     }
     labels = _labels(plan, "worker")
     name = f"{plan.name}-worker"

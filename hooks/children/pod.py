@@ -10,6 +10,9 @@ from metacontroller.api import Obj
 WS_LABEL = "kaito.sh/workspace"
 ROLE_LABEL = "kaito.sh/role"
 GPU = "nvidia.com/gpu"
+#: The kubelet keeps a container's last log lines as its termination message when it wrote none, so a
+#: Workspace condition can quote the cause (our entrypoints end with one clear error line).
+TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
 TOLERATIONS = (
     {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
     {"key": GPU, "operator": "Exists", "effect": "NoSchedule"},

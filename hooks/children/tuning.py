@@ -76,7 +76,8 @@ def job(plan: TuningPlan) -> Obj:
                       "volumeMounts": [{"name": "data", "mountPath": DATA},
                                        {"name": "input-pull-secret", "mountPath": "/mnt/pull-secret",
                                         "readOnly": True}],
-                      "securityContext": pod.container_security()})
+                      "securityContext": pod.container_security(),
+                      "terminationMessagePolicy": pod.TERMINATION_MESSAGE_POLICY})
         args += ["--data", DATA]
     elif src.get("image"):
         args += ["--input-image", src["image"]]
@@ -100,7 +101,8 @@ def job(plan: TuningPlan) -> Obj:
         "enableServiceLinks": False,
         "containers": [{"name": "tuning", "image": plan.runtime_image, "command": args, "env": env,
                         "resources": pod.gpu_resources(plan.gpus_per_node), "volumeMounts": mounts,
-                        "securityContext": pod.container_security()}],
+                        "securityContext": pod.container_security(),
+                        "terminationMessagePolicy": pod.TERMINATION_MESSAGE_POLICY}],
         "volumes": volumes,
     }
     if inits:

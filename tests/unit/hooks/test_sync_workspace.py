@@ -42,6 +42,8 @@ def test_customize_asks_for_own_claims_and_selected_nodes(inference_ws):
     assert rules[0] == {"apiVersion": "karpenter.sh/v1", "resource": "nodeclaims", "labelSelector": {"matchLabels": {
         "kaito.sh/workspace": "workspace-phi-3-mini", "kaito.sh/workspacenamespace": "team"}}}
     assert rules[1] == {"apiVersion": "v1", "resource": "nodes", "labelSelector": {"matchLabels": {"apps": "phi-3"}}}
+    assert rules[2] == {"apiVersion": "v1", "resource": "pods", "namespace": "team",
+                        "labelSelector": {"matchLabels": {"kaito.sh/workspace": "workspace-phi-3-mini"}}}
 
 
 def test_no_children_until_nodes_are_ready(inference_ws):
