@@ -24,6 +24,8 @@ COPY serving ./serving
 COPY tuning ./tuning
 COPY artifacts ./artifacts
 COPY kaito_cli ./kaito_cli
+COPY contract ./contract
+COPY tinymodel ./tinymodel
 RUN pip install --no-deps -c constraints.txt .
 USER 1000:1000
 EXPOSE 8080

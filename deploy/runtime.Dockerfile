@@ -41,6 +41,8 @@ COPY serving ./serving
 COPY tuning ./tuning
 COPY artifacts ./artifacts
 COPY kaito_cli ./kaito_cli
+COPY contract ./contract
+COPY tinymodel ./tinymodel
 RUN pip install --no-deps -c constraints.txt ".[serving,tuning]"
 
 USER 1000:1000

@@ -10,6 +10,7 @@ same run (or on the same machine) with unchanged inputs is a lookup, not a build
 """
 from __future__ import annotations
 
+import configparser
 import hashlib
 import json
 import os
@@ -27,9 +28,18 @@ PODMAN = "podman"
 RUNC = "/usr/sbin/runc"
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
 BASE_REPO = "localhost/kaito-base"
-#: What the Dockerfiles COPY (keep in step with deploy/*.Dockerfile; .dockerignore trims the rest).
-CONTEXT = ("setup.cfg", "setup.py", "pyproject.toml", "constraints.txt", "README.md", "presets", "hooks",
-           "metacontroller", "serving", "tuning", "artifacts", "kaito_cli")
+
+
+def packages() -> tuple[str, ...]:
+    """The top-level packages setup.cfg ships: what both Dockerfiles COPY (a test checks they do)."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    names = cfg["options.packages.find"]["include"].split()
+    return tuple(n for n in names if "." not in n)
+
+
+#: What the Dockerfiles COPY, and so what an image's tag hashes (.dockerignore trims the rest).
+CONTEXT = ("setup.cfg", "setup.py", "pyproject.toml", "constraints.txt", "README.md", *packages())
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 #: Raising rlimits is refused here (setrlimit EPERM), so containers get lower ones.
 ULIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096")
