@@ -133,7 +133,7 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
     if ws.tuning is not None:
         raw_tuning = parent.get("tuning") or {}
         plan = TuningPlan(namespace=ns, name=name, tuning=raw_tuning, preset=preset.name,
-                          base_model=preset.source or preset.name, match_labels=match_labels,
+                          base_model=preset.source, match_labels=match_labels,
                           gpus_per_node=gpus, runtime_image=settings.runtime_image,
                           default_config=None if raw_tuning.get("config") else
                           presets.default_training_config(ws.tuning.method))

@@ -30,7 +30,7 @@ class TuningPlan:
     name: str
     tuning: Obj                 # raw TuningSpec dict (camelCase)
     preset: str
-    base_model: str
+    base_model: Optional[str]   # None: a preset built locally from a seed (tiny), no download
     match_labels: dict[str, str]
     gpus_per_node: int
     runtime_image: str
@@ -52,7 +52,9 @@ def job(plan: TuningPlan) -> Obj:
     method = str(t.get("method") or "lora").lower()
     src, out = t.get("input") or {}, t.get("output") or {}
     args = ["python", "-m", "tuning", "--preset", plan.preset, "--method", method,
-            "--config", f"/mnt/config/{CONFIG_KEY}", "--base-model", plan.base_model, "--output", RESULTS]
+            "--config", f"/mnt/config/{CONFIG_KEY}", "--output", RESULTS]
+    if plan.base_model:
+        args += ["--base-model", plan.base_model]
     mounts = [{"name": "config", "mountPath": "/mnt/config", "readOnly": True},
               {"name": "results", "mountPath": RESULTS},
               {"name": "dshm", "mountPath": "/dev/shm"}]

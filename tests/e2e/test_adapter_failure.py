@@ -7,7 +7,8 @@ import copy
 import yaml
 
 from hooks import status
-from hooks.lifecycle import conditions, make_world
+from hooks.lifecycle import make_world
+from tests.support.conditions import conditions
 from hooks.settings import CLAIM_APIS, Settings
 from tests.e2e.conftest import ROOT, RUNTIME_REF
 from tests.support.pods import Objects, PodRunner

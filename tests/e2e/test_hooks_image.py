@@ -6,7 +6,8 @@ import subprocess
 
 import yaml
 
-from hooks.lifecycle import conditions, make_world
+from hooks.lifecycle import make_world
+from tests.support.conditions import conditions
 from hooks.settings import CLAIM_APIS, Settings
 from tests.e2e.conftest import ROOT
 from tests.support.images import PODMAN, RUNC

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 
 from hooks import status
-from hooks.lifecycle import conditions, inprocess_transport, make_world
+from hooks.lifecycle import inprocess_transport, make_world
+from tests.support.conditions import conditions
 from hooks.settings import CLAIM_APIS, Settings
 from tests.unit.hooks.test_pod_status import CASES, pod
 
