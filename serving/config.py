@@ -39,7 +39,7 @@ class ServeArgs(BaseModel):
     max_batch_size: int = Field(default=32, ge=1, description="running sequences per replica")
     max_queue: int = Field(default=128, ge=0, description="waiting sequences per replica before 429")
     max_model_len: int | None = Field(default=None, ge=16)
-    num_threads: int | None = Field(default=None, ge=1, description="torch threads per replica")
+    num_threads: int | None = Field(default=None, ge=1, description="torch threads per replica; default: this machine's cores / num_replicas")
     autoscaling: dict[str, Any] | None = Field(default=None, description="Ray Serve autoscaling_config")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     stream_interval_ms: float = Field(default=20.0, ge=0, le=1000,

@@ -9,6 +9,11 @@ longest one; `mask` marks real positions, and each row carries its own `position
 batch computes exactly what each sequence would compute alone. Joiners are prefilled together
 (left-padded) and their cache is concatenated onto the batch; leavers are dropped with an index
 select, and columns that became padding for every row are trimmed. Nothing is re-computed.
+
+A long prompt (the scheduler's `partial`) is prefilled alone, chunk by chunk, into its own cache,
+between decode steps of the batch, and merged like a joiner once its last chunk ran. A prompt whose
+prefix is in the `PrefixCache` (same adapter) starts from a copy of that KV and computes only the
+rest. Both run the model on position ids and a cache exactly as one whole prefill would.
 """
 from __future__ import annotations
 
@@ -18,13 +23,15 @@ import torch
 from transformers import DynamicCache
 
 from .kvcache import growable_cache
+from .prefixcache import PrefixCache
 from .sampling import sample
 from .scheduler import Sequence, Step
 
 
 class BatchRunner:
     def __init__(self, model, *, pad_token_id: int, device: str | torch.device = "cpu",
-                 adapter_names: dict[str | None, str] | None = None, default_seed: int = 0):
+                 adapter_names: dict[str | None, str] | None = None, default_seed: int = 0,
+                 prefix_cache: PrefixCache | None = None):
         self.model = model
         self.device = torch.device(device)
         self.pad = pad_token_id
@@ -36,11 +43,14 @@ class BatchRunner:
         self.next_pos: torch.Tensor | None = None  # [B] position of the next token per row
         self.generators: dict[int, torch.Generator] = {}
         self._default_gen = torch.Generator(device="cpu").manual_seed(default_seed)
+        self.prefixes = prefix_cache
+        self.partial: tuple[int, DynamicCache] | None = None  # (sequence id, its cache so far)
 
     # -- public ----------------------------------------------------------------------------------
     @torch.inference_mode()
     def step(self, step: Step) -> dict[int, int]:
-        """One iteration: prefill joiners, decode the rest, sample one token for every sequence."""
+        """One iteration: decode the batch, prefill joiners, run a chunk of the partial prompt, and
+        sample one token for every sequence that has all its prompt computed."""
         seqs: list[Sequence] = []
         logits: list[torch.Tensor] = []
         if step.running:
@@ -49,15 +59,27 @@ class BatchRunner:
         if step.joining:
             logits.append(self._prefill(step.joining))
             seqs += step.joining
+        if step.partial is not None and step.partial_tokens > 0:
+            out = self._prefill_chunk(step.partial, step.partial_tokens)
+            if out is not None:
+                logits.append(out)
+                seqs.append(step.partial)
         if not seqs:
             return {}
         toks = sample(torch.cat(logits).float(), seqs, self._generator)
         return {s.id: t for s, t in zip(seqs, toks)}
 
+    def kv_bytes(self) -> int:
+        """Bytes the running batch's and the partial prompt's KV tensors hold (capacity included)."""
+        caches = [c for c in (self.cache, self.partial[1] if self.partial else None) if c is not None]
+        return sum(layer.nbytes() for c in caches for layer in c.layers)
+
     def release(self, seq_ids: Seq[int]) -> None:
         gone = set(seq_ids)
         for i in gone:
             self.generators.pop(i, None)
+        if self.partial is not None and self.partial[0] in gone:
+            self.partial = None
         keep = [i for i, sid in enumerate(self.rows) if sid not in gone]
         if len(keep) == len(self.rows):
             return
@@ -89,6 +111,10 @@ class BatchRunner:
             return {}
         return {"adapter_names": [self.adapter_names[s.adapter] for s in seqs]}
 
+    def _adapter_key(self, s: Sequence) -> str | None:
+        """The adapter a sequence's KV is computed under (prefix entries never cross adapters)."""
+        return None if self.adapter_names is None else self.adapter_names[s.adapter]
+
     def _forward(self, ids, mask, pos, cache, seqs):
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
                          use_cache=True, logits_to_keep=1, **self._adapter_kwargs(seqs))
@@ -99,11 +125,35 @@ class BatchRunner:
         ids = torch.tensor([[s.output_ids[-1]] for s in running], device=self.device)
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(running), 1))], dim=1)
         pos = self.next_pos.unsqueeze(1)
+        # the cache never needs to be wider than its longest row can get (the KV budget counts that)
+        limit = max(s.reserved for s in running)
+        for layer in self.cache.layers:
+            layer.limit = limit
         logits = self._forward(ids, self.mask, pos, self.cache, running)
         self.next_pos = self.next_pos + 1
         return logits
 
     def _prefill(self, joining: list[Sequence]) -> torch.Tensor:
+        """Prefill whole prompts: the ones with a cached prefix alone from it, the rest batched."""
+        hits = {}
+        if self.prefixes is not None:
+            for s in joining:
+                if (p := self.prefixes.lookup(self._adapter_key(s), s.prompt_ids)) is not None:
+                    hits[s.id] = p
+        order = [s.id for s in joining]
+        out: dict[int, torch.Tensor] = {}
+        cold = [s for s in joining if s.id not in hits]
+        if cold:
+            for s, row in zip(cold, self._prefill_batch(cold)):
+                out[s.id] = row
+        for s in joining:
+            if s.id in hits:
+                out[s.id] = self._prefill_one(s, len(s.prompt_ids), hits[s.id])[0]
+        if hits and cold:  # cache rows in the scheduler's order: running, then joiners as given
+            self._reorder(self.rows[:len(self.rows) - len(joining)] + order)
+        return torch.stack([out[i] for i in order])
+
+    def _prefill_batch(self, joining: list[Sequence]) -> torch.Tensor:
         lens = [len(s.prompt_ids) for s in joining]
         width = max(lens)
         ids = torch.full((len(joining), width), self.pad, dtype=torch.long)
@@ -115,8 +165,71 @@ class BatchRunner:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = growable_cache()
         logits = self._forward(ids, mask, pos, cache, joining)
+        for r, s in enumerate(joining):
+            s.num_computed = lens[r]
+            self._remember(s, [(layer.keys[r:r + 1, :, width - lens[r]:], layer.values[r:r + 1, :, width - lens[r]:])
+                               for layer in cache.layers])
         self._merge(cache, mask, torch.tensor(lens, device=self.device), [s.id for s in joining])
         return logits
+
+    def _prefill_chunk(self, s: Sequence, budget: int) -> torch.Tensor | None:
+        """Run up to `budget` more prompt tokens of the partial sequence; its logits once complete."""
+        if self.partial is None or self.partial[0] != s.id:
+            prefix = self.prefixes.lookup(self._adapter_key(s), s.prompt_ids) if self.prefixes else None
+            self.partial = (s.id, self._seeded_cache(s, prefix))
+        end = min(len(s.prompt_ids), s.num_computed + budget)
+        if end < len(s.prompt_ids):
+            self._extend(s, self.partial[1], end)
+            return None
+        return self._prefill_one(s, end, None)
+
+    def _prefill_one(self, s: Sequence, end: int, prefix) -> torch.Tensor:
+        """Compute the prompt of one sequence up to its end (from a prefix or the partial cache so
+        far), merge it into the batch and return its last logits."""
+        if prefix is not None:
+            cache = self._seeded_cache(s, prefix)
+        else:
+            cache = self.partial[1]
+            self.partial = None
+        logits = self._extend(s, cache, end)
+        n = len(s.prompt_ids)
+        self._remember(s, [(layer.keys, layer.values) for layer in cache.layers])
+        mask = torch.ones((1, n), dtype=torch.long, device=self.device)
+        self._merge(cache, mask, torch.tensor([n], device=self.device), [s.id])
+        return logits
+
+    def _seeded_cache(self, s: Sequence, prefix) -> DynamicCache:
+        cache = growable_cache()
+        s.num_computed = 0
+        if prefix is not None:
+            for i, (k, v) in enumerate(prefix.layers):  # a copy: the batch writes into its cache
+                cache.update(k[:, :, :prefix.tokens].clone(), v[:, :, :prefix.tokens].clone(), i)
+            s.num_computed = prefix.tokens
+        return cache
+
+    def _extend(self, s: Sequence, cache: DynamicCache, end: int) -> torch.Tensor:
+        start = s.num_computed
+        ids = torch.tensor([s.prompt_ids[start:end]], device=self.device)
+        mask = torch.ones((1, end), dtype=torch.long, device=self.device)
+        pos = torch.arange(start, end, device=self.device).unsqueeze(0)
+        logits = self._forward(ids, mask, pos, cache, [s])
+        s.num_computed = end
+        return logits
+
+    def _remember(self, s: Sequence, layers) -> None:
+        if self.prefixes is not None and len(s.prompt_ids) >= self.prefixes.min_tokens:
+            self.prefixes.store(self._adapter_key(s), s.prompt_ids,
+                                [(k.clone(), v.clone()) for k, v in layers])
+
+    def _reorder(self, ids: list[int]) -> None:
+        if ids == self.rows:
+            return
+        where = {sid: i for i, sid in enumerate(self.rows)}
+        idx = torch.tensor([where[i] for i in ids], device=self.device)
+        for layer in self.cache.layers:
+            k, v = layer.keys, layer.values
+            layer.keys, layer.values = k[idx], v[idx]
+        self.mask, self.next_pos, self.rows = self.mask[idx], self.next_pos[idx], list(ids)
 
     def _merge(self, cache: DynamicCache, mask: torch.Tensor, next_pos: torch.Tensor, ids: list[int]) -> None:
         if self.cache is None:

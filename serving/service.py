@@ -62,9 +62,10 @@ class Service:
 
         from .engine import Engine
 
-        if self.args.num_threads:
-            torch.set_num_threads(self.args.num_threads)
         r = self.resolved = resolve(self.args, cuda_available=torch.cuda.is_available())
+        # Ray sets OMP_NUM_THREADS to the actor's num_cpus (1 by default), which would leave a CPU
+        # replica on one core: use the threads the args name, else this machine's share per replica
+        torch.set_num_threads(self.args.num_threads or default_threads(self.args.num_replicas))
         source = r.source
         if source is None:  # the tiny preset: built locally, never downloaded
             from .tiny import ensure_tiny_model
@@ -104,5 +105,10 @@ class Service:
             self.engine.shutdown()
 
 
-def default_threads() -> int:
-    return max(1, (os.cpu_count() or 1))
+def default_threads(replicas: int = 1) -> int:
+    """Torch threads for one replica: the cores this process may use, shared by the replicas."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, replicas))

@@ -3,6 +3,11 @@
   (a) ray      our app on Ray Serve (serving.app:build, embedded local Ray)
   (b) inproc   the same engine in-process without Ray (uvicorn around the same FastAPI app)
   (c) baseline KAITO-style: one transformers generate() at a time behind a lock (baseline_server.py)
+  (d) generate plain `model.generate` in this process on a static batch of c prompts of the same
+               shape (no HTTP): at c=1 the batch-1 anchor, at c=16/64 the static-batching anchor
+
+By default every target runs as shipped: our servers with their default threads (`kaito up`'s
+defaults), the baselines with every core of this machine; `--threads N` pins all of them to N.
 
 All three serve the same random Llama (~27M parameters: hidden 512, 8 layers) built with
 serving.tiny, so compute matters on a CPU. Prompts are random token strings from a fixed seed; every
@@ -10,6 +15,8 @@ request streams (stream_options.include_usage) with ignore_eos so output lengths
 
     .venv/bin/python bench/serving/run.py            # full sweep: concurrency 1, 4, 16, 64
     .venv/bin/python bench/serving/run.py --quick    # smoke test (a few seconds per target)
+    .venv/bin/python bench/serving/run.py --scenario long-join    # chunked prefill on/off
+    .venv/bin/python bench/serving/run.py --scenario prefix       # shared 1,000-token prefix, cold vs warm
     .venv/bin/python bench/serving/run.py --device cuda   # GPU: batch-1 decode MBU and concurrency 64,
                                                           # phi-3-mini-shaped random model in bf16
 
@@ -149,16 +156,53 @@ class RayTarget:
         ray_local.stop()
 
 
-def target(name: str, model_dir: Path, port: int, threads: int, max_batch: int):
+def target(name: str, model_dir: Path, port: int, threads: int | None, max_batch: int):
+    """threads=None: our servers as shipped (their default threads), the baseline on every core."""
+    pinned = ["--num-threads", str(threads)] if threads else []
     if name == "ray":
-        return RayTarget({"model": str(model_dir), "served_model_name": "bench", "num_threads": threads,
-                          "cpus_per_replica": 1, "max_batch_size": max_batch, "max_queue": 1024}, port)
+        args = {"model": str(model_dir), "served_model_name": "bench", "max_batch_size": max_batch, "max_queue": 1024}
+        return RayTarget({**args, "num_threads": threads} if threads else args, port)
     if name == "inproc":
         return Subprocess([sys.executable, "-m", "serving.inprocess", "--model", str(model_dir), "--served-model-name",
-                           "bench", "--port", str(port), "--num-threads", str(threads),
-                           "--max-batch-size", str(max_batch), "--max-queue", "1024"])
+                           "bench", "--port", str(port), "--max-batch-size", str(max_batch), "--max-queue", "1024",
+                           *pinned])
     return Subprocess([sys.executable, str(ROOT / "bench" / "serving" / "baseline_server.py"), "--model",
-                       str(model_dir), "--port", str(port), "--num-threads", str(threads)])
+                       str(model_dir), "--port", str(port),
+                       "--num-threads", str(threads or os.cpu_count() or 1)])
+
+
+def generate_anchor(model_dir: Path, prompts: list[str], levels: list[int], a) -> list[dict]:
+    """Plain `model.generate` on static batches of c prompts (the same requests a level sends)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(a.threads or os.cpu_count() or 1)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+
+    def batch(k: int, c: int):
+        ps = [prompts[(k + j) % len(prompts)] for j in range(c)]
+        enc = tok(ps, return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            out = model.generate(**enc, max_new_tokens=a.output_len, min_new_tokens=a.output_len, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)
+        return c * (out.shape[1] - enc["input_ids"].shape[1])
+
+    batch(0, 2)  # warm-up
+    rows = []
+    for c in levels:
+        n = max(a.min_requests, c * a.requests_per_slot)
+        start, tokens = time.perf_counter(), 0
+        for k in range(0, n, c):
+            tokens += batch(k, c)
+        duration = time.perf_counter() - start
+        rows.append({"concurrency": c, "requests": n, "errors": 0, "duration_s": duration,
+                     "output_tokens_per_s": tokens / duration})
+        print(f"   c={c:<3} {rows[-1]['output_tokens_per_s']:8.1f} tok/s (static batch of {c})", flush=True)
+    return rows
 
 
 # -- CPU sweep --------------------------------------------------------------------------------------
@@ -190,6 +234,9 @@ def cpu_sweep(a) -> dict:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         print(f"== {name}", flush=True)
+        if name == "generate":
+            results["targets"][name] = generate_anchor(model_dir, prompts, a.concurrency, a)
+            continue
         with target(name, model_dir, port, a.threads, max(a.concurrency)):
             wait_healthy(base)
             asyncio.run(sweep_level(base, "bench", prompts, 2, 2, 4))  # warm-up
@@ -205,16 +252,23 @@ def cpu_sweep(a) -> dict:
     return results
 
 
+RATIOS = [("ray", "baseline"), ("ray", "generate"), ("inproc", "generate"), ("ray", "inproc")]
+
+
 def print_table(res: dict) -> None:
     t = res["targets"]
     names = list(t)
-    print("\nconcurrency | " + " | ".join(f"{n} tok/s" for n in names) + " | ray/baseline | ray/inproc")
+    pairs = [(x, y) for x, y in RATIOS if x in t and y in t]
+    print("\nconcurrency | " + " | ".join(f"{n} tok/s" for n in names) + " | "
+          + " | ".join(f"{x}/{y}" for x, y in pairs))
+    res["ratios"] = {}
     for k, row in enumerate(next(iter(t.values()))):
         c = row["concurrency"]
         vals = {n: t[n][k]["output_tokens_per_s"] for n in names}
-        r1 = vals["ray"] / vals["baseline"] if "ray" in vals and "baseline" in vals else float("nan")
-        r2 = vals["ray"] / vals["inproc"] if "ray" in vals and "inproc" in vals else float("nan")
-        print(f"{c:>11} | " + " | ".join(f"{vals[n]:>8.1f}" for n in names) + f" | {r1:>11.2f}x | {r2:>9.2f}")
+        ratios = {f"{x}/{y}": vals[x] / vals[y] for x, y in pairs}
+        res["ratios"][str(c)] = ratios
+        print(f"{c:>11} | " + " | ".join(f"{vals[n]:>8.1f}" for n in names) + " | "
+              + " | ".join(f"{r:>6.2f}x" for r in ratios.values()))
     if "ray" in t and "inproc" in t:
         d = t["ray"][0]["latency_p50_ms"] - t["inproc"][0]["latency_p50_ms"]
         print(f"Ray Serve p50 overhead at concurrency {t['ray'][0]['concurrency']}: {d:+.1f} ms")
@@ -277,13 +331,15 @@ def gpu_bench(a) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke test: concurrency 1 and 4, short outputs")
-    p.add_argument("--targets", nargs="+", default=["ray", "inproc", "baseline"], choices=["ray", "inproc", "baseline"])
+    p.add_argument("--targets", nargs="+", default=["ray", "inproc", "baseline", "generate"],
+                   choices=["ray", "inproc", "baseline", "generate"])
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--input-len", type=int, default=32)
     p.add_argument("--output-len", type=int, default=128)
     p.add_argument("--requests-per-slot", type=int, default=1, help="requests per level = concurrency x this")
     p.add_argument("--min-requests", type=int, default=8)
-    p.add_argument("--threads", type=int, default=1, help="torch threads per server (1: the 2-core CI machines are shared)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="pin every target to N torch threads (default: as shipped; baselines on every core)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--gpu-tokens", type=int, default=256)
