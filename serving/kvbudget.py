@@ -46,7 +46,8 @@ def free_bytes(device: str) -> int:
     if str(device).startswith("cuda"):
         import torch
 
-        free, _ = torch.cuda.mem_get_info()
+        # a model split across GPUs keeps each layer's KV on that layer's GPU: count them all
+        free = sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
         return int(free * GPU_FRACTION)
     try:
         with open("/proc/meminfo") as f:

@@ -58,6 +58,11 @@ class GrowableLayer(DynamicLayer):
         self._len += n
         return self.keys, self.values
 
+    def set_buffers(self, k: torch.Tensor, v: torch.Tensor, length: int) -> None:
+        """Adopt buffers whose first `length` positions are filled (the rest is spare capacity)."""
+        self._k, self._v, self._len = k, v, length
+        self.is_initialized = True
+
     def get_seq_length(self) -> int:
         return self._len if self.is_initialized else 0
 
@@ -70,6 +75,22 @@ def _with_capacity(t: torch.Tensor, filled: int, cap: int) -> torch.Tensor:
     shape[-2] = cap
     out = t.new_empty(shape)
     out[:, :, :filled] = t[:, :, :filled]
+    return out
+
+
+def stack_right_aligned(parts: list[torch.Tensor], width: int, cap: int) -> torch.Tensor:
+    """Rows of every part ([B, H, T, D]) in one [sum B, H, cap, D] buffer, each part's T positions
+    ending at column `width`, zeros to their left: one copy, where left-padding each part and then
+    concatenating would copy everything twice and the next append a third time."""
+    b = sum(p.shape[0] for p in parts)
+    first = parts[0]
+    out = first.new_empty((b, first.shape[1], cap, first.shape[3]))
+    row = 0
+    for p in parts:
+        n, t = p.shape[0], p.shape[2]
+        out[row:row + n, :, :width - t].zero_()
+        out[row:row + n, :, width - t:width] = p
+        row += n
     return out
 
 

@@ -22,7 +22,7 @@ from typing import Sequence as Seq
 import torch
 from transformers import DynamicCache
 
-from .kvcache import growable_cache
+from .kvcache import growable_cache, stack_right_aligned
 from .prefixcache import PrefixCache
 from .sampling import sample
 from .scheduler import Sequence, Step
@@ -45,6 +45,7 @@ class BatchRunner:
         self._default_gen = torch.Generator(device="cpu").manual_seed(default_seed)
         self.prefixes = prefix_cache
         self.partial: tuple[int, DynamicCache] | None = None  # (sequence id, its cache so far)
+        self.limit = 0  # the longest prompt + max_tokens among the rows: the cache's widest need
 
     # -- public ----------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -126,9 +127,9 @@ class BatchRunner:
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(running), 1))], dim=1)
         pos = self.next_pos.unsqueeze(1)
         # the cache never needs to be wider than its longest row can get (the KV budget counts that)
-        limit = max(s.reserved for s in running)
+        self.limit = max(s.reserved for s in running)
         for layer in self.cache.layers:
-            layer.limit = limit
+            layer.limit = self.limit
         logits = self._forward(ids, self.mask, pos, self.cache, running)
         self.next_pos = self.next_pos + 1
         return logits
@@ -169,7 +170,7 @@ class BatchRunner:
             s.num_computed = lens[r]
             self._remember(s, [(layer.keys[r:r + 1, :, width - lens[r]:], layer.values[r:r + 1, :, width - lens[r]:])
                                for layer in cache.layers])
-        self._merge(cache, mask, torch.tensor(lens, device=self.device), [s.id for s in joining])
+        self._merge(cache, mask, torch.tensor(lens, device=self.device), joining)
         return logits
 
     def _prefill_chunk(self, s: Sequence, budget: int) -> torch.Tensor | None:
@@ -195,7 +196,7 @@ class BatchRunner:
         n = len(s.prompt_ids)
         self._remember(s, [(layer.keys, layer.values) for layer in cache.layers])
         mask = torch.ones((1, n), dtype=torch.long, device=self.device)
-        self._merge(cache, mask, torch.tensor([n], device=self.device), [s.id])
+        self._merge(cache, mask, torch.tensor([n], device=self.device), [s])
         return logits
 
     def _seeded_cache(self, s: Sequence, prefix) -> DynamicCache:
@@ -231,27 +232,23 @@ class BatchRunner:
             layer.keys, layer.values = k[idx], v[idx]
         self.mask, self.next_pos, self.rows = self.mask[idx], self.next_pos[idx], list(ids)
 
-    def _merge(self, cache: DynamicCache, mask: torch.Tensor, next_pos: torch.Tensor, ids: list[int]) -> None:
+    def _merge(self, cache: DynamicCache, mask: torch.Tensor, next_pos: torch.Tensor, seqs: list[Sequence]) -> None:
+        ids = [s.id for s in seqs]
+        self.limit = max([self.limit if self.cache is not None else 0, *(s.reserved for s in seqs)])
         if self.cache is None:
             self.cache, self.mask, self.next_pos, self.rows = cache, mask, next_pos, list(ids)
             return
-        old_t, new_t = self.mask.shape[1], mask.shape[1]
-        width = max(old_t, new_t)
+        width = max(self.mask.shape[1], mask.shape[1])
+        cap = max(width + 1, min(self.limit, 2 * width))  # room for the next decode steps, in the same copy
         for old, new in zip(self.cache.layers, cache.layers):
-            k, v = old.keys, old.values  # read both before assigning: keys= resets the length
-            old.keys = torch.cat([_lpad(k, width), _lpad(new.keys, width)])
-            old.values = torch.cat([_lpad(v, width), _lpad(new.values, width)])
+            old.set_buffers(stack_right_aligned([old.keys, new.keys], width, cap),
+                            stack_right_aligned([old.values, new.values], width, cap), width)
         self.mask = torch.cat([_lpad(self.mask, width), _lpad(mask, width)])
         self.next_pos = torch.cat([self.next_pos, next_pos])
         self.rows += ids
 
 
-def _lpad(t: torch.Tensor, width: int) -> torch.Tensor:
-    """Left-pad along the sequence axis (dim 2 for [B,H,T,D] cache tensors, dim 1 for [B,T] masks)."""
-    dim = 2 if t.dim() == 4 else 1
-    missing = width - t.shape[dim]
-    if missing == 0:
-        return t
-    shape = list(t.shape)
-    shape[dim] = missing
-    return torch.cat([t.new_zeros(shape), t], dim=dim)
+def _lpad(mask: torch.Tensor, width: int) -> torch.Tensor:
+    """Left-pad a [B, T] mask to `width` columns."""
+    missing = width - mask.shape[1]
+    return mask if missing == 0 else torch.cat([mask.new_zeros((mask.shape[0], missing)), mask], dim=1)

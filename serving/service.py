@@ -74,8 +74,10 @@ class Service:
         self.loaded = load_model(source, dtype=r.dtype, trust_remote_code=r.trust_remote_code,
                                  adapters=r.adapters, device=r.device, max_model_len=r.context_length,
                                  chat_template=r.chat_template)
-        self.engine = Engine.from_loaded(self.loaded, max_running=self.args.max_batch_size,
-                                         max_queue=self.args.max_queue)
+        a = self.args
+        chunk = {} if a.prefill_chunk is None else {"prefill_chunk": a.prefill_chunk or None}
+        self.engine = Engine.from_loaded(self.loaded, max_running=a.max_batch_size, max_queue=a.max_queue,
+                                         kv_cache_bytes=a.kv_cache_bytes, prefix_cache=a.prefix_cache, **chunk)
         self.metrics.bind_engine(self.engine.stats)
         self.ready.set()
         log.info("model %s ready (%s, %s)", r.served_model_name, r.device, r.dtype)

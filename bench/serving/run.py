@@ -274,6 +274,114 @@ def print_table(res: dict) -> None:
         print(f"Ray Serve p50 overhead at concurrency {t['ray'][0]['concurrency']}: {d:+.1f} ms")
 
 
+# -- engine scenarios (in-process, no HTTP): chunked prefill and prefix reuse ---------------------
+
+LONG_JOIN_SHAPE = dict(hidden_size=512, intermediate_size=1408, num_layers=4, num_heads=8, num_kv_heads=8,
+                       context_length=2048)
+
+
+def _scenario_model(a):
+    import torch
+
+    from serving.loading import load_model
+    from serving.tiny import build_tiny_model
+
+    torch.set_num_threads(a.threads or os.cpu_count() or 1)
+    work = Path(tempfile.mkdtemp(prefix="kaito-bench-"))
+    return load_model(str(build_tiny_model(work / "model", architecture="llama", seed=0, **LONG_JOIN_SHAPE)))
+
+
+def _ids(lm, n: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    special = set(lm.tokenizer.all_special_ids)
+    vocab = [i for i in range(lm.model.config.vocab_size) if i not in special]
+    return [rng.choice(vocab) for _ in range(n)]
+
+
+def long_join(a) -> dict:
+    """15 streams decode; a 1,500-token prompt joins. Inter-token latency of the 15, by chunk size.
+
+    Token times are taken where the engine produces them (the end of each step that gave the
+    stream a token), not where text arrives: random tokens often end in an incomplete UTF-8
+    character, whose text is held back until it completes, which would look like a stall.
+    """
+    from serving.engine import Engine
+    from serving.scheduler import SamplingParams
+
+    lm = _scenario_model(a)
+    out = {"model": {"architecture": "llama", **LONG_JOIN_SHAPE}, "long_prompt": 1500, "streams": 15, "runs": {}}
+    for chunk in a.chunks:
+        engine = Engine.from_loaded(lm, max_running=32, max_queue=32, prefill_chunk=chunk or None,
+                                    prefix_cache=False)
+        produced: dict[int, list[float]] = {}
+        step = engine._step
+
+        def timed(s, step=step):
+            tokens = step(s)
+            now = time.perf_counter()
+            for sid in tokens:
+                produced.setdefault(sid, []).append(now)
+            return tokens
+
+        engine._step = timed
+        params = SamplingParams(max_tokens=160, temperature=0.0, ignore_eos=True)
+
+        async def stream(ids, p=params):
+            async for _ in await engine.generate(ids, p):
+                pass
+
+        async def main():
+            tasks = [asyncio.ensure_future(stream(_ids(lm, 32, i))) for i in range(15)]
+            while len(produced) < 15 or min(len(t) for t in produced.values()) < 40:  # steady state first
+                await asyncio.sleep(0.01)
+            joined = time.perf_counter()
+            long = SamplingParams(max_tokens=4, temperature=0.0, ignore_eos=True)
+            await asyncio.gather(*tasks, stream(_ids(lm, 1500, 99), long))
+            return joined
+
+        joined = asyncio.run(main())
+        engine.shutdown()
+        streams = [t for t in produced.values() if len(t) == 160]
+        steady = [t1 - t0 for ts in streams for t0, t1 in zip(ts[5:], ts[6:]) if t1 < joined]
+        during = [t1 - t0 for ts in streams for t0, t1 in zip(ts, ts[1:]) if t1 >= joined]
+        p50 = statistics.median(steady)
+        row = {"steady_itl_p50_ms": 1e3 * p50, "itl_p99_ms": 1e3 * pct(during, 99),
+               "max_gap_ms": 1e3 * max(during), "p99_over_p50": pct(during, 99) / p50,
+               "max_over_p50": max(during) / p50}
+        out["runs"][str(chunk or "off")] = row
+        print(f"   chunk={chunk or 'off':<5} steady ITL p50 {row['steady_itl_p50_ms']:6.1f} ms  "
+              f"p99 {row['itl_p99_ms']:7.1f} ms ({row['p99_over_p50']:5.2f}x)  "
+              f"max {row['max_gap_ms']:7.1f} ms ({row['max_over_p50']:5.2f}x)", flush=True)
+    return out
+
+
+def prefix_reuse(a) -> dict:
+    """TTFT of a 1,016-token prompt cold, then of prompts sharing its first 1,000 tokens."""
+    from serving.engine import Engine
+    from serving.scheduler import SamplingParams
+
+    lm = _scenario_model(a)
+    engine = Engine.from_loaded(lm, max_running=8, max_queue=8)
+    system = _ids(lm, 1000, 7)
+
+    async def ttft(ids):
+        start = time.perf_counter()
+        stream = await engine.generate(ids, SamplingParams(max_tokens=2, temperature=0.0, ignore_eos=True))
+        first = None
+        async for _ in stream:
+            first = first or time.perf_counter()
+        return first - start
+
+    cold = [asyncio.run(ttft(_ids(lm, 1016, 100 + k))) for k in range(3)]  # unrelated prompts: all cold
+    warm = [asyncio.run(ttft(system + _ids(lm, 16, 200 + k))) for k in range(4)][1:]  # first one seeds it
+    engine.shutdown()
+    row = {"cold_ttft_ms": 1e3 * statistics.median(cold), "warm_ttft_ms": 1e3 * statistics.median(warm)}
+    row["ratio"] = row["warm_ttft_ms"] / row["cold_ttft_ms"]
+    print(f"   TTFT cold {row['cold_ttft_ms']:.1f} ms, shared 1,000-token prefix {row['warm_ttft_ms']:.1f} ms: "
+          f"{row['ratio']:.3f}x", flush=True)
+    return row
+
+
 # -- GPU path ---------------------------------------------------------------------------------------
 
 PEAK_GBPS = {"H200": 4800, "H100": 3350, "A100": 2039, "L40S": 864, "A10": 600, "L4": 300, "T4": 320}
@@ -293,7 +401,7 @@ def gpu_bench(a) -> dict:
     peak = a.peak_gbps or next((v for k, v in PEAK_GBPS.items() if k in name), None)
     cfg = Phi3Config(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
                      num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
-                     dtype="bfloat16")
+                     dtype="bfloat16", attn_implementation="sdpa")
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = Phi3ForCausalLM(cfg).to(torch.bfloat16).eval()
@@ -342,6 +450,9 @@ def main() -> None:
                    help="pin every target to N torch threads (default: as shipped; baselines on every core)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--scenario", choices=["sweep", "long-join", "prefix"], default="sweep")
+    p.add_argument("--chunks", type=int, nargs="+", default=[0, 128, 256, 512],
+                   help="long-join: prefill chunk sizes to compare (0 = whole prompt)")
     p.add_argument("--gpu-tokens", type=int, default=256)
     p.add_argument("--peak-gbps", type=float, default=None, help="GPU memory bandwidth, GB/s (default: by name)")
     a = p.parse_args()
@@ -350,14 +461,18 @@ def main() -> None:
     if a.quick:
         a.concurrency, a.output_len, a.input_len, a.min_requests = [1, 4], 16, 32, 4
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    out = RESULTS
     if a.device == "cuda":
         res = {"gpu": gpu_bench(a)}
+    elif a.scenario != "sweep":
+        res = {a.scenario: (long_join if a.scenario == "long-join" else prefix_reuse)(a)}
+        out = RESULTS.with_name(f"serving-{a.scenario}.json")
     else:
         res = cpu_sweep(a)
         print_table(res)
     res["command"] = " ".join(["bench/serving/run.py", *sys.argv[1:]])
-    RESULTS.write_text(json.dumps(res, indent=2))
-    print(f"wrote {RESULTS}")
+    out.write_text(json.dumps(res, indent=2))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
