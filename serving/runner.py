@@ -4,11 +4,12 @@ Why this and not transformers' own `generate_batch`/`ContinuousBatchingManager`:
 In short, we need per-request sampling and seeds, token streaming, cancellation, peft's mixed-adapter
 batches (`adapter_names=`) and plain CPU support, all at once.
 
-Layout: row i of the cache belongs to `self.rows[i]` (a sequence id). Rows are left-padded to the
-longest one; `mask` marks real positions, and each row carries its own `position_ids`, so a padded
-batch computes exactly what each sequence would compute alone. Joiners are prefilled together
-(left-padded) and their cache is concatenated onto the batch; leavers are dropped with an index
-select, and columns that became padding for every row are trimmed. Nothing is re-computed.
+Layout: a few "lanes", each a left-padded batch (class Lane): row i of a lane's cache belongs to
+its `rows[i]`; `mask` marks real positions, and each row carries its own `position_ids`, so a
+padded batch computes exactly what each sequence would compute alone. Joiners are prefilled
+together (left-padded) and copied into the lane of similar width once; leavers are dropped with an
+index select, and columns that became padding for every row are trimmed. Nothing is re-computed.
+Each lane is one forward per decode step; lanes keep a 1,500-token row from padding short rows.
 
 A long prompt (the scheduler's `partial`) is prefilled alone, chunk by chunk, into its own cache,
 between decode steps of the batch, and merged like a joiner once its last chunk ran. A prompt whose
@@ -37,15 +38,11 @@ class BatchRunner:
         self.pad = pad_token_id
         # maps a Sequence.adapter to the peft adapter name ("__base__" = no adapter); None when not peft
         self.adapter_names = adapter_names
-        self.rows: list[int] = []
-        self.cache: DynamicCache | None = None
-        self.mask: torch.Tensor | None = None  # [B, T] long
-        self.next_pos: torch.Tensor | None = None  # [B] position of the next token per row
+        self.lanes: list[Lane] = []
         self.generators: dict[int, torch.Generator] = {}
         self._default_gen = torch.Generator(device="cpu").manual_seed(default_seed)
         self.prefixes = prefix_cache
         self.partial: tuple[int, DynamicCache] | None = None  # (sequence id, its cache so far)
-        self.limit = 0  # the longest prompt + max_tokens among the rows: the cache's widest need
 
     # -- public ----------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -55,8 +52,7 @@ class BatchRunner:
         seqs: list[Sequence] = []
         logits: list[torch.Tensor] = []
         if step.running:
-            logits.append(self._decode(step.running))
-            seqs += step.running
+            seqs, logits = self._decode(step.running)
         if step.joining:
             logits.append(self._prefill(step.joining))
             seqs += step.joining
@@ -72,7 +68,7 @@ class BatchRunner:
 
     def kv_bytes(self) -> int:
         """Bytes the running batch's and the partial prompt's KV tensors hold (capacity included)."""
-        caches = [c for c in (self.cache, self.partial[1] if self.partial else None) if c is not None]
+        caches = [lane.cache for lane in self.lanes] + ([self.partial[1]] if self.partial else [])
         return sum(layer.nbytes() for c in caches for layer in c.layers)
 
     def release(self, seq_ids: Seq[int]) -> None:
@@ -81,22 +77,7 @@ class BatchRunner:
             self.generators.pop(i, None)
         if self.partial is not None and self.partial[0] in gone:
             self.partial = None
-        keep = [i for i, sid in enumerate(self.rows) if sid not in gone]
-        if len(keep) == len(self.rows):
-            return
-        self.rows = [self.rows[i] for i in keep]
-        if not keep:
-            self.cache = self.mask = self.next_pos = None
-            return
-        idx = torch.tensor(keep, device=self.device)
-        self.mask = self.mask[idx]
-        self.next_pos = self.next_pos[idx]
-        cols = self.mask.any(dim=0).nonzero()
-        first = int(cols[0]) if len(cols) else 0
-        for layer in self.cache.layers:
-            k, v = layer.keys, layer.values  # read both before assigning: keys= resets the length
-            layer.keys, layer.values = k[idx, :, first:], v[idx, :, first:]
-        self.mask = self.mask[:, first:]
+        self.lanes = [lane for lane in self.lanes if lane.release(gone)]
 
     # -- internals -------------------------------------------------------------------------------
     def _generator(self, s: Sequence) -> torch.Generator:
@@ -121,18 +102,17 @@ class BatchRunner:
                          use_cache=True, logits_to_keep=1, **self._adapter_kwargs(seqs))
         return out.logits[:, -1, :]
 
-    def _decode(self, running: list[Sequence]) -> torch.Tensor:
-        assert [s.id for s in running] == self.rows, "scheduler and cache rows out of sync"
-        ids = torch.tensor([[s.output_ids[-1]] for s in running], device=self.device)
-        self.mask = torch.cat([self.mask, self.mask.new_ones((len(running), 1))], dim=1)
-        pos = self.next_pos.unsqueeze(1)
-        # the cache never needs to be wider than its longest row can get (the KV budget counts that)
-        self.limit = max(s.reserved for s in running)
-        for layer in self.cache.layers:
-            layer.limit = self.limit
-        logits = self._forward(ids, self.mask, pos, self.cache, running)
-        self.next_pos = self.next_pos + 1
-        return logits
+    def _decode(self, running: list[Sequence]) -> tuple[list[Sequence], list[torch.Tensor]]:
+        by_id = {s.id: s for s in running}
+        assert sorted(by_id) == sorted(i for lane in self.lanes for i in lane.rows), "scheduler and cache out of sync"
+        seqs, logits = [], []
+        for lane in self.lanes:
+            rows = [by_id[i] for i in lane.rows]
+            ids = torch.tensor([[s.output_ids[-1]] for s in rows], device=self.device)
+            mask, pos = lane.advance(max(s.reserved for s in rows))
+            logits.append(self._forward(ids, mask, pos, lane.cache, rows))
+            seqs += rows
+        return seqs, logits
 
     def _prefill(self, joining: list[Sequence]) -> torch.Tensor:
         """Prefill whole prompts: the ones with a cached prefix alone from it, the rest batched."""
@@ -150,8 +130,6 @@ class BatchRunner:
         for s in joining:
             if s.id in hits:
                 out[s.id] = self._prefill_one(s, len(s.prompt_ids), hits[s.id])[0]
-        if hits and cold:  # cache rows in the scheduler's order: running, then joiners as given
-            self._reorder(self.rows[:len(self.rows) - len(joining)] + order)
         return torch.stack([out[i] for i in order])
 
     def _prefill_batch(self, joining: list[Sequence]) -> torch.Tensor:
@@ -222,30 +200,82 @@ class BatchRunner:
             self.prefixes.store(self._adapter_key(s), s.prompt_ids,
                                 [(k.clone(), v.clone()) for k, v in layers])
 
-    def _reorder(self, ids: list[int]) -> None:
-        if ids == self.rows:
-            return
-        where = {sid: i for i, sid in enumerate(self.rows)}
-        idx = torch.tensor([where[i] for i in ids], device=self.device)
-        for layer in self.cache.layers:
-            k, v = layer.keys, layer.values
-            layer.keys, layer.values = k[idx], v[idx]
-        self.mask, self.next_pos, self.rows = self.mask[idx], self.next_pos[idx], list(ids)
-
     def _merge(self, cache: DynamicCache, mask: torch.Tensor, next_pos: torch.Tensor, seqs: list[Sequence]) -> None:
-        ids = [s.id for s in seqs]
-        self.limit = max([self.limit if self.cache is not None else 0, *(s.reserved for s in seqs)])
-        if self.cache is None:
-            self.cache, self.mask, self.next_pos, self.rows = cache, mask, next_pos, list(ids)
-            return
-        width = max(self.mask.shape[1], mask.shape[1])
+        """Add prefilled rows to the lane of similar width (or a new lane), so a long prompt never
+        pads every short row to its length, nor a short row attends over a long one's padding."""
+        width = mask.shape[1]
+        fits = [lane for lane in self.lanes if _similar(lane.width, width)]
+        if not fits and len(self.lanes) >= MAX_LANES:
+            fits = [min(self.lanes, key=lambda lane: abs(lane.width - width))]
+        if fits:
+            fits[0].merge(cache, mask, next_pos, seqs)
+        else:
+            self.lanes.append(Lane(cache, mask, next_pos, seqs))
+
+
+# Separate left-padded batches by width: one more forward per lane per step (cheap against a
+# batch that attends over, and copies, another row's 1,500 positions of padding).
+MAX_LANES = 3
+_LANE_FLOOR = 256  # rows shorter than this share a lane whatever their lengths
+
+
+def _similar(a: int, b: int) -> bool:
+    a, b = max(a, _LANE_FLOOR), max(b, _LANE_FLOOR)
+    return max(a, b) <= 2 * min(a, b)
+
+
+class Lane:
+    """One left-padded batch: row i of `cache` belongs to `rows[i]`; `mask` marks real positions and
+    `next_pos` is each row's next position, so a padded row computes what it would alone."""
+
+    def __init__(self, cache: DynamicCache, mask: torch.Tensor, next_pos: torch.Tensor, seqs: list[Sequence]):
+        self.cache, self.mask, self.next_pos = cache, mask, next_pos
+        self.rows = [s.id for s in seqs]
+        self.limit = max(s.reserved for s in seqs)  # the longest prompt + max_tokens: the widest need
+
+    @property
+    def width(self) -> int:
+        return self.mask.shape[1]
+
+    def advance(self, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask and position ids for one decode step of every row."""
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
+        pos = self.next_pos.unsqueeze(1)
+        self.next_pos = self.next_pos + 1
+        # the cache never needs to be wider than its longest row can get (the KV budget counts that)
+        self.limit = limit
+        for layer in self.cache.layers:
+            layer.limit = limit
+        return self.mask, pos
+
+    def merge(self, cache: DynamicCache, mask: torch.Tensor, next_pos: torch.Tensor, seqs: list[Sequence]) -> None:
+        self.limit = max([self.limit, *(s.reserved for s in seqs)])
+        width = max(self.width, mask.shape[1])
         cap = max(width + 1, min(self.limit, 2 * width))  # room for the next decode steps, in the same copy
         for old, new in zip(self.cache.layers, cache.layers):
             old.set_buffers(stack_right_aligned([old.keys, new.keys], width, cap),
                             stack_right_aligned([old.values, new.values], width, cap), width)
         self.mask = torch.cat([_lpad(self.mask, width), _lpad(mask, width)])
         self.next_pos = torch.cat([self.next_pos, next_pos])
-        self.rows += ids
+        self.rows += [s.id for s in seqs]
+
+    def release(self, gone: set[int]) -> bool:
+        """Drop the rows in `gone` and the columns that became padding for all; False when empty."""
+        keep = [i for i, sid in enumerate(self.rows) if sid not in gone]
+        if len(keep) == len(self.rows):
+            return True
+        if not keep:
+            return False
+        self.rows = [self.rows[i] for i in keep]
+        idx = torch.tensor(keep, device=self.mask.device)
+        self.mask, self.next_pos = self.mask[idx], self.next_pos[idx]
+        cols = self.mask.any(dim=0).nonzero()
+        first = int(cols[0]) if len(cols) else 0
+        for layer in self.cache.layers:
+            k, v = layer.keys, layer.values  # read both before assigning: keys= resets the length
+            layer.keys, layer.values = k[idx, :, first:], v[idx, :, first:]
+        self.mask = self.mask[:, first:]
+        return True
 
 
 def _lpad(mask: torch.Tensor, width: int) -> torch.Tensor:

@@ -59,10 +59,18 @@ def llama(tiny_models):
 def test_long_prompts_prefilled_in_chunks_while_others_decode_match_generate(llama):
     engine = Engine.from_loaded(llama, max_running=8, max_queue=8, prefill_chunk=16, prefix_cache=False)
     short = [random_prompt(llama, 5 + i, seed=i) for i in range(3)]
-    long = [random_prompt(llama, 70 + 9 * i, seed=10 + i) for i in range(3)]  # 5 to 6 chunks each
-    chunks = []
+    # several chunks each; the 700-token one is decoded in a lane of its own (no padding the short rows)
+    long = [random_prompt(llama, n, seed=10 + i) for i, n in enumerate((70, 700, 88))]
+    chunks, lanes = [], []
     orig = engine._step
-    engine._step = lambda step: (chunks.append(step.partial_tokens if step.partial else 0), orig(step))[1]
+
+    def step(s):
+        chunks.append(s.partial_tokens if s.partial else 0)
+        out = orig(s)
+        lanes.append(len(engine.runner.lanes))
+        return out
+
+    engine._step = step
 
     async def main():
         streams = [asyncio.ensure_future(run(engine, ids, greedy(24))) for ids in short]
@@ -75,7 +83,8 @@ def test_long_prompts_prefilled_in_chunks_while_others_decode_match_generate(lla
     finally:
         engine.shutdown()
     assert got == [reference(llama, ids, 24) for ids in short] + [reference(llama, ids, 10) for ids in long]
-    assert max(chunks) <= 16 and chunks.count(16) >= 12  # the long prompts really went in chunks
+    assert max(chunks) <= 16 and chunks.count(16) >= 50  # the long prompts really went in chunks
+    assert max(lanes) == 2
 
 
 def test_a_shared_prefix_is_reused_and_gives_the_cold_output(llama):
