@@ -44,7 +44,7 @@ class ServeArgs(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     prefill_chunk: int | None = Field(default=None, ge=0, description=(
         "prompt tokens prefilled per step while other streams decode; 0 = prefill whole; "
-        "default: serving.engine.PREFILL_CHUNK"))
+        "default: serving.engine.PREFILL_CHUNK for the device"))
     kv_cache_bytes: int | None = Field(default=None, ge=1, description=(
         "KV cache budget per replica in bytes; default: a share of the memory free after loading"))
     prefix_cache: bool = Field(default=True, description="reuse the KV of recent prompt prefixes")

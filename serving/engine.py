@@ -20,9 +20,11 @@ from .scheduler import SamplingParams, Scheduler, Sequence, Step
 
 log = logging.getLogger(__name__)
 
-# Prompt tokens prefilled per step while other streams decode (bench/serving/run.py --scenario
-# long-join measured it: docs/serving.md); shorter prompts than this join whole.
-PREFILL_CHUNK = 256
+# Prompt tokens prefilled per step while other streams decode. CPU: measured with
+# `bench/serving/run.py --scenario long-join` (docs/serving.md); a prefill token costs about what a
+# decode row does there, so the chunk must stay near the batch size. GPU: not measured yet; a
+# decode step is memory-bound there, so a larger chunk rides along almost free.
+PREFILL_CHUNK = {"cpu": 32, "cuda": 512}
 PREFIX_MIN_TOKENS = 128  # prompts at least this long leave their KV in the prefix cache
 
 
@@ -79,7 +81,7 @@ class Engine:
         prefixes = PrefixCache(budget.prefix_bytes, prefix_min_tokens) if prefix_cache else None
         runner = BatchRunner(loaded.model, pad_token_id=tok.pad_token_id, device=loaded.device,
                              adapter_names=loaded.peft_adapter_map(), prefix_cache=prefixes)
-        kw.setdefault("prefill_chunk", PREFILL_CHUNK)
+        kw.setdefault("prefill_chunk", PREFILL_CHUNK["cuda" if str(loaded.device).startswith("cuda") else "cpu"])
         kw.setdefault("kv_tokens", budget.tokens)
         eos = _eos_ids(loaded)
         engine = cls(step=runner.step, release=runner.release, eos_token_ids=eos,

@@ -6,7 +6,8 @@ forward pass over joiners (prefill) and running sequences (decode), and hands th
 back to `on_tokens()`, which appends them, detokenizes incrementally and decides who finishes.
 Finished and cancelled sequences leave at once, so their slot is free on the very next step.
 
-Chunked prefill: a prompt longer than `prefill_chunk` tokens does not join whole. It becomes the
+Chunked prefill: while sequences are decoding, joiners get at most `prefill_chunk` prompt tokens
+per step, and a prompt longer than that does not join whole. It becomes the
 step's `partial` sequence and gets up to `prefill_chunk` prompt tokens per step (the runner
 advances `Sequence.num_computed`, and may skip ahead when it holds the prompt's prefix), so the
 running batch keeps decoding between chunks; it joins the batch with its first token.
@@ -176,7 +177,8 @@ class Scheduler:
         running = list(self.running)
         joining: list[Sequence] = []
         chunk = self.prefill_chunk
-        budget = chunk if chunk is not None else float("inf")  # prompt tokens to prefill this step
+        # prompt tokens to prefill this step; with nobody decoding there is no one to keep waiting
+        budget = chunk if chunk is not None and (running or self.partial) else float("inf")
         rows = running + ([self.partial] if self.partial else [])
         partial_tokens = 0
         if self.partial is not None:

@@ -125,3 +125,13 @@ def test_kv_budget_holds_sequences_in_the_queue_and_refuses_past_it():
         s.on_tokens({a.id: 1, b.id: 1})
     assert a.finished and b.finished
     assert s.schedule().joining == [c]
+
+
+def test_with_nobody_decoding_a_burst_joins_at_once_whatever_the_chunk():
+    s = Scheduler(max_running=8, max_queue=8, context_length=50, eos_token_ids=[EOS], decode=decode,
+                  prefill_chunk=4)
+    burst = [seq(prompt_len=3) for _ in range(5)]
+    s.add(burst)
+    assert s.schedule().joining == burst  # 15 prompt tokens in one step: nobody waits for them
+    s.add([seq(prompt_len=3), seq(prompt_len=3)])
+    assert len(s.schedule().joining) == 1  # now 5 streams decode: 4 prompt tokens per step
