@@ -21,10 +21,11 @@ from .scheduler import SamplingParams, Scheduler, Sequence, Step
 log = logging.getLogger(__name__)
 
 # Prompt tokens prefilled per step while other streams decode. CPU: measured with
-# `bench/serving/run.py --scenario long-join` (docs/serving.md); a prefill token costs about what a
-# decode row does there, so the chunk must stay near the batch size. GPU: not measured yet; a
+# `bench/serving/run.py --scenario long-join` and the HTTP sweep (docs/serving.md): 32 keeps a
+# long joiner's p99 stall within 3x, but sends every prompt over 32 tokens through the one-at-a-time
+# chunked path and cost c16 throughput; 256 keeps the worst stall under 10x. GPU: not measured; a
 # decode step is memory-bound there, so a larger chunk rides along almost free.
-PREFILL_CHUNK = {"cpu": 32, "cuda": 512}
+PREFILL_CHUNK = {"cpu": 256, "cuda": 512}
 PREFIX_MIN_TOKENS = 128  # prompts at least this long leave their KV in the prefix cache
 
 
