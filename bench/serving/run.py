@@ -222,7 +222,6 @@ def cpu_sweep(a) -> dict:
 
     work = Path(tempfile.mkdtemp(prefix="kaito-bench-"))
     model_dir = build_tiny_model(work / "model", architecture="llama", seed=0, **MODEL_SHAPE)
-    n_params = sum(1 for _ in ())  # filled below
     from transformers import AutoConfig
     cfg = AutoConfig.from_pretrained(model_dir)
     h, L, v, i = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size, cfg.intermediate_size

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from serving.engine import Engine
-from serving.errors import Overloaded
+from serving.errors import ContextLengthExceeded, Overloaded
+from serving.kvbudget import PREFIX_FRACTION
 from serving.loading import AdapterSpec, load_model
 from serving.scheduler import SamplingParams
 
@@ -144,7 +145,7 @@ def test_a_prefix_cached_under_one_adapter_is_never_served_for_another(adapted):
 def test_64_long_requests_into_a_small_kv_budget_finish_or_are_refused_cleanly(llama):
     prompt_len, max_tokens = 96, 32
     per_token = Engine.from_loaded(llama, max_running=1, max_queue=0).kv_budget.bytes_per_token
-    budget = int(6 * (prompt_len + max_tokens) * per_token / (1 - 0.125))  # room for 6 such rows
+    budget = int(6 * (prompt_len + max_tokens) * per_token / (1 - PREFIX_FRACTION))  # room for 6 such rows
     seen = []
     engine = Engine.from_loaded(llama, max_running=64, max_queue=24, kv_cache_bytes=budget,
                                 on_step=lambda st: seen.append((st.running, engine.runner.kv_bytes())))
@@ -178,7 +179,7 @@ def test_a_request_larger_than_the_whole_kv_budget_is_a_400_naming_it(llama):
     per_token = Engine.from_loaded(llama, max_running=1, max_queue=0).kv_budget.bytes_per_token
     engine = Engine.from_loaded(llama, kv_cache_bytes=200 * per_token)
     try:
-        with pytest.raises(Exception) as e:
+        with pytest.raises(ContextLengthExceeded) as e:
             engine.check_length(150, 100, "prompt")
         assert e.value.status == 400 and "KV cache budget" in str(e.value)
         assert engine.check_length(100, None, "prompt") == engine.kv_tokens - 100
