@@ -63,7 +63,4 @@ def deployment_options(args: ServeArgs) -> dict[str, Any]:
 def build(args: dict[str, Any] | None = None) -> serve.Application:
     """Application builder: `args` is the `args:` map of the Serve config (contract §1)."""
     parsed = ServeArgs.from_dict(args)
-    if parsed.num_threads is None and parsed.gpus_per_replica == 0:
-        # replicas share the node's cores: give each its share instead of oversubscribing
-        parsed = parsed.model_copy(update={"num_threads": max(1, int(parsed.cpus_per_replica))})
     return ModelServer.options(**deployment_options(parsed)).bind(parsed.model_dump())

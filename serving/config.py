@@ -39,9 +39,15 @@ class ServeArgs(BaseModel):
     max_batch_size: int = Field(default=32, ge=1, description="running sequences per replica")
     max_queue: int = Field(default=128, ge=0, description="waiting sequences per replica before 429")
     max_model_len: int | None = Field(default=None, ge=16)
-    num_threads: int | None = Field(default=None, ge=1, description="torch threads per replica")
+    num_threads: int | None = Field(default=None, ge=1, description="torch threads per replica; default: this machine's cores / num_replicas")
     autoscaling: dict[str, Any] | None = Field(default=None, description="Ray Serve autoscaling_config")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    prefill_chunk: int | None = Field(default=None, ge=0, description=(
+        "prompt tokens prefilled per step while other streams decode; 0 = prefill whole; "
+        "default: serving.engine.PREFILL_CHUNK for the device"))
+    kv_cache_bytes: int | None = Field(default=None, ge=1, description=(
+        "KV cache budget per replica in bytes; default: a share of the memory free after loading"))
+    prefix_cache: bool = Field(default=True, description="reuse the KV of recent prompt prefixes")
     stream_interval_ms: float = Field(default=20.0, ge=0, le=1000,
                                       description="hold streamed tokens up to this long to write fewer chunks")
 

@@ -20,6 +20,14 @@ from .scheduler import SamplingParams, Scheduler, Sequence, Step
 
 log = logging.getLogger(__name__)
 
+# Prompt tokens prefilled per step while other streams decode. CPU: measured with
+# `bench/serving/run.py --scenario long-join` and the HTTP sweep (docs/serving.md): 32 keeps a
+# long joiner's p99 stall within 3x, but sends every prompt over 32 tokens through the one-at-a-time
+# chunked path and cost c16 throughput; 256 keeps the worst stall under 10x. GPU: not measured; a
+# decode step is memory-bound there, so a larger chunk rides along almost free.
+PREFILL_CHUNK = {"cpu": 256, "cuda": 512}
+PREFIX_MIN_TOKENS = 128  # prompts at least this long leave their KV in the prefix cache
+
 
 @dataclass
 class Delta:
@@ -33,18 +41,21 @@ class Delta:
 class EngineStats:
     running: int
     queued: int
+    kv_reserved_tokens: int = 0  # what admission counts against kv_tokens
 
 
 class Engine:
     def __init__(self, *, step: Callable[[Step], dict[int, int]], release: Callable[[list[int]], None],
                  decode: Callable, eos_token_ids, context_length: int, max_running: int = 16,
                  max_queue: int = 64, on_step: Callable[[EngineStats], None] | None = None,
-                 decode_batch: Callable | None = None):
+                 decode_batch: Callable | None = None, prefill_chunk: int | None = None,
+                 kv_tokens: int | None = None):
         self._step, self._release = step, release
         self.context_length = context_length
+        self.kv_tokens = kv_tokens
         self.scheduler = Scheduler(max_running=max_running, max_queue=max_queue,
                                    context_length=context_length, eos_token_ids=eos_token_ids, decode=decode,
-                                   decode_batch=decode_batch)
+                                   decode_batch=decode_batch, prefill_chunk=prefill_chunk, kv_tokens=kv_tokens)
         self._lock = threading.Condition()
         self._sinks: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
         self._pending: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue, Delta, Sequence]] = []
@@ -54,13 +65,25 @@ class Engine:
         self._thread.start()
 
     @classmethod
-    def from_loaded(cls, loaded, **kw) -> "Engine":
-        """Build an engine over a `loading.LoadedModel` with the torch batch runner."""
+    def from_loaded(cls, loaded, *, kv_cache_bytes: int | None = None, prefix_cache: bool = True,
+                    prefix_min_tokens: int = PREFIX_MIN_TOKENS, **kw) -> "Engine":
+        """Build an engine over a `loading.LoadedModel` with the torch batch runner.
+
+        The KV budget is `kv_cache_bytes`, or a share of the memory left after loading
+        (serving/kvbudget.py); the prefix cache gets its fixed share of it.
+        """
+        from . import kvbudget
+        from .prefixcache import PrefixCache
         from .runner import BatchRunner
 
         tok = loaded.tokenizer
+        dtype = next(loaded.model.parameters()).dtype
+        budget = kvbudget.plan(loaded.model.config, dtype.itemsize, loaded.device, kv_cache_bytes)
+        prefixes = PrefixCache(budget.prefix_bytes, prefix_min_tokens) if prefix_cache else None
         runner = BatchRunner(loaded.model, pad_token_id=tok.pad_token_id, device=loaded.device,
-                             adapter_names=loaded.peft_adapter_map())
+                             adapter_names=loaded.peft_adapter_map(), prefix_cache=prefixes)
+        kw.setdefault("prefill_chunk", PREFILL_CHUNK["cuda" if str(loaded.device).startswith("cuda") else "cpu"])
+        kw.setdefault("kv_tokens", budget.tokens)
         eos = _eos_ids(loaded)
         engine = cls(step=runner.step, release=runner.release, eos_token_ids=eos,
                      decode=lambda ids: tok.decode(ids, skip_special_tokens=True,
@@ -68,25 +91,29 @@ class Engine:
                      decode_batch=lambda windows: tok.batch_decode(windows, skip_special_tokens=True,
                                                                    clean_up_tokenization_spaces=False),
                      context_length=loaded.context_length, **kw)
-        engine.runner = runner
+        engine.runner, engine.kv_budget = runner, budget
         return engine
 
     # -- caller side (any thread / event loop) ---------------------------------------------------
     def stats(self) -> EngineStats:
-        return EngineStats(running=len(self.scheduler.running), queued=len(self.scheduler.waiting))
+        sch = self.scheduler
+        return EngineStats(running=len(sch.running) + (sch.partial is not None), queued=len(sch.waiting),
+                           kv_reserved_tokens=sch.kv_reserved())
 
     def check_length(self, n_prompt: int, max_tokens: int | None, param: str) -> int:
         """The effective max_tokens, or a 400 when the prompt (plus max_tokens) cannot fit."""
-        if n_prompt >= self.context_length:
-            raise ContextLengthExceeded(
-                f"prompt is {n_prompt} tokens; this model's context is {self.context_length} tokens", param=param)
-        room = self.context_length - n_prompt
+        limit, what = self.context_length, "this model's context"
+        if self.kv_tokens is not None and self.kv_tokens < limit:  # it could never be admitted
+            limit, what = self.kv_tokens, "this replica's KV cache budget"
+        if n_prompt >= limit:
+            raise ContextLengthExceeded(f"prompt is {n_prompt} tokens; {what} is {limit} tokens", param=param)
+        room = limit - n_prompt
         if max_tokens is None:
             return room
         if max_tokens > room:
             raise ContextLengthExceeded(
-                f"prompt ({n_prompt} tokens) + max_tokens ({max_tokens}) exceeds this model's context of "
-                f"{self.context_length} tokens", param="max_tokens")
+                f"prompt ({n_prompt} tokens) + max_tokens ({max_tokens}) exceeds {what} of {limit} tokens",
+                param="max_tokens")
         return max_tokens
 
     async def generate(self, prompt_ids: list[int], params: SamplingParams, *, n: int = 1,
@@ -161,12 +188,14 @@ class Engine:
                 if gone:
                     self._release([s.id for s in gone])
                     self._forget(gone)
-                if not step.joining and not step.running:
+                if not step.joining and not step.running and step.partial is None:
                     continue
                 tokens = self._step(step)
                 with self._lock:
                     done = self.scheduler.on_tokens(tokens)
                     seqs = step.running + step.joining
+                    if step.partial is not None and step.partial.id in tokens:
+                        seqs.append(step.partial)
                 for s in seqs:
                     if not s.finished:
                         self._emit(s, False)
@@ -177,10 +206,12 @@ class Engine:
             except Exception:  # noqa: BLE001 - a failed step must not wedge the server
                 log.exception("engine step failed; failing the sequences in this batch")
                 with self._lock:
-                    bad = [s for s in step.running + step.joining if not s.finished]
+                    bad = [s for s in step.running + step.joining + [step.partial] if s and not s.finished]
                     for s in bad:
                         s.finish_reason = "error"
                     self.scheduler.running = [s for s in self.scheduler.running if not s.finished]
+                    if self.scheduler.partial is not None and self.scheduler.partial.finished:
+                        self.scheduler.partial = None
                 self._release([s.id for s in bad])
                 self._finish(bad)
                 self._flush()
@@ -214,7 +245,7 @@ class Engine:
 
     def _forget(self, seqs: list[Sequence]) -> None:
         with self._lock:
-            live = {s.request_id for s in self.scheduler.running} | {s.request_id for s in self.scheduler.waiting}
+            live = {s.request_id for s in self.scheduler.sequences()}
             for s in seqs:
                 if s.request_id not in live:
                     self._sinks.pop(s.request_id, None)

@@ -4,6 +4,8 @@ transformers' DynamicLayer appends with torch.cat, which copies every cached key
 decode step: O(batch x length) bytes per token, which dominates at large batches. This layer keeps
 spare capacity along the sequence axis and writes new keys in place; `keys`/`values` are views of
 the filled part, so the runner's join/leave code (which assigns whole tensors) keeps working.
+`limit` (set by the runner: the longest row's prompt + max_tokens) caps the spare capacity, so the
+cache never outgrows what the engine's KV budget reserved for it.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ class GrowableLayer(DynamicLayer):
         self._k: torch.Tensor | None = None
         self._v: torch.Tensor | None = None
         self._len = 0
+        self.limit: int | None = None
         super().__init__(**kwargs)
 
     # keys/values: views of the filled part; assigning replaces the buffers (capacity = content)
@@ -46,6 +49,8 @@ class GrowableLayer(DynamicLayer):
         n = key_states.shape[-2]
         if self._len + n > self._k.shape[-2]:
             cap = max(2 * (self._len + n), 64)
+            if self.limit is not None:
+                cap = max(self._len + n, min(cap, self.limit))
             self._k = _with_capacity(self._k, self._len, cap)
             self._v = _with_capacity(self._v, self._len, cap)
         self._k[:, :, self._len:self._len + n] = key_states
@@ -53,8 +58,16 @@ class GrowableLayer(DynamicLayer):
         self._len += n
         return self.keys, self.values
 
+    def set_buffers(self, k: torch.Tensor, v: torch.Tensor, length: int) -> None:
+        """Adopt buffers whose first `length` positions are filled (the rest is spare capacity)."""
+        self._k, self._v, self._len = k, v, length
+        self.is_initialized = True
+
     def get_seq_length(self) -> int:
         return self._len if self.is_initialized else 0
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self._k, self._v) if t is not None)
 
 
 def _with_capacity(t: torch.Tensor, filled: int, cap: int) -> torch.Tensor:
@@ -62,6 +75,22 @@ def _with_capacity(t: torch.Tensor, filled: int, cap: int) -> torch.Tensor:
     shape[-2] = cap
     out = t.new_empty(shape)
     out[:, :, :filled] = t[:, :, :filled]
+    return out
+
+
+def stack_right_aligned(parts: list[torch.Tensor], width: int, cap: int) -> torch.Tensor:
+    """Rows of every part ([B, H, T, D]) in one [sum B, H, cap, D] buffer, each part's T positions
+    ending at column `width`, zeros to their left: one copy, where left-padding each part and then
+    concatenating would copy everything twice and the next append a third time."""
+    b = sum(p.shape[0] for p in parts)
+    first = parts[0]
+    out = first.new_empty((b, first.shape[1], cap, first.shape[3]))
+    row = 0
+    for p in parts:
+        n, t = p.shape[0], p.shape[2]
+        out[row:row + n, :, :width - t].zero_()
+        out[row:row + n, :, width - t:width] = p
+        row += n
     return out
 
 

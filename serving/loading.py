@@ -78,13 +78,16 @@ def load_model(source: str, *, dtype: str | None = None, trust_remote_code: bool
     if dtype is not None and dtype not in _DTYPES:
         raise ModelLoadError(f"dtype {dtype!r} is not one of {sorted(_DTYPES)}")
     torch_dtype = getattr(torch, dtype) if dtype else torch.float32
+    device_map = _device_map(path, device, dtype or "float32", trust_remote_code)  # refuses before loading
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype,
-                                                     trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+                                                     **({"device_map": device_map} if device_map else {}))
     except Exception as e:  # noqa: BLE001
         raise ModelLoadError(f"cannot load a causal LM from {path}: {e}") from e
-    model.to(device).eval()
+    if device_map is None:
+        model.to(device)
+    model.eval()
     if adapters:
         model = _attach_adapters(model, list(adapters), combination_type)
     ctx = max_model_len or getattr(model.config, "max_position_embeddings", None) or 2048
@@ -93,6 +96,23 @@ def load_model(source: str, *, dtype: str | None = None, trust_remote_code: bool
         tok.pad_token = tok.eos_token
     return LoadedModel(model=model, tokenizer=tok, context_length=int(ctx), chat_template=template,
                        device=device, adapters={a.name: a for a in adapters})
+
+
+def _device_map(path: Path, device: str, dtype: str, trust_remote_code: bool) -> dict | None:
+    """On a node with several GPUs, split the model across all of them (serving/placement.py)."""
+    if not str(device).startswith("cuda"):
+        return None
+    from transformers import AutoConfig
+
+    from . import placement
+
+    gpus, per_gpu = placement.visible_gpus()
+    if gpus < 2:
+        return None
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    plan = placement.plan(config, gpus=gpus, bytes_per_gpu=per_gpu, dtype=dtype)
+    log.info("placing the model on %d GPUs: %.1f GiB of weights", plan.gpus_used, plan.weight_bytes / placement.GIB)
+    return plan.device_map
 
 
 def _attach_adapters(model, adapters: list[AdapterSpec], combination_type: str):

@@ -5,6 +5,17 @@ Per step the engine asks `schedule()` which waiting sequences join the running b
 forward pass over joiners (prefill) and running sequences (decode), and hands the sampled tokens
 back to `on_tokens()`, which appends them, detokenizes incrementally and decides who finishes.
 Finished and cancelled sequences leave at once, so their slot is free on the very next step.
+
+Chunked prefill: while sequences are decoding, joiners get at most `prefill_chunk` prompt tokens
+per step, and a prompt longer than that does not join whole. It becomes the
+step's `partial` sequence and gets up to `prefill_chunk` prompt tokens per step (the runner
+advances `Sequence.num_computed`, and may skip ahead when it holds the prompt's prefix), so the
+running batch keeps decoding between chunks; it joins the batch with its first token.
+
+KV budget: `kv_tokens` is how many token positions of KV cache fit in the byte budget. The runner
+keeps one left-padded cache whose width never exceeds its rows' longest `prompt + max_tokens`, so
+`rows x that width` bounds its size; a sequence is admitted only while that bound stays within
+`kv_tokens` (no preemption is ever needed), otherwise it waits, and the queue bound gives a 429.
 """
 from __future__ import annotations
 
@@ -52,6 +63,12 @@ class Sequence:
     _prefix_offset: int = 0
     _read_offset: int = 0
     _emitted: int = 0
+    num_computed: int = 0  # prompt tokens whose KV the runner holds (advanced by the runner)
+
+    @property
+    def reserved(self) -> int:
+        """The most KV positions this sequence can occupy: its prompt plus every token it may add."""
+        return len(self.prompt_ids) + self.params.max_tokens
 
     @property
     def finished(self) -> bool:
@@ -74,17 +91,25 @@ class Sequence:
 
 @dataclass
 class Step:
-    joining: list[Sequence]
+    joining: list[Sequence]  # prefilled whole this step
     running: list[Sequence]  # already in the batch before this step (decode)
+    partial: Sequence | None = None  # a long prompt prefilled by chunks: up to partial_tokens this step
+    partial_tokens: int = 0
 
 
 class Scheduler:
     def __init__(self, *, max_running: int, max_queue: int, context_length: int,
                  eos_token_ids: Seq[int], decode: Decode, retry_after: int = 1,
-                 decode_batch: Callable[[list[list[int]]], list[str]] | None = None):
+                 decode_batch: Callable[[list[list[int]]], list[str]] | None = None,
+                 prefill_chunk: int | None = None, kv_tokens: int | None = None):
         if max_running < 1 or max_queue < 0:
             raise ValueError(f"max_running ({max_running}) must be >= 1 and max_queue ({max_queue}) >= 0")
+        if prefill_chunk is not None and prefill_chunk < 1:
+            raise ValueError(f"prefill_chunk ({prefill_chunk}) must be >= 1 or None (no chunking)")
         self.max_running = max_running
+        self.prefill_chunk = prefill_chunk  # None: every prompt is prefilled whole
+        self.kv_tokens = kv_tokens  # None: no KV budget beyond max_running x context
+        self.partial: Sequence | None = None
         self.max_queue = max_queue
         self.context_length = context_length
         self.eos = frozenset(eos_token_ids)
@@ -97,44 +122,92 @@ class Scheduler:
     # -- admission -------------------------------------------------------------------------------
     def add(self, seqs: Seq[Sequence]) -> None:
         """Queue a request's sequences atomically, or refuse them all when the queue is full."""
-        free_slots = self.max_running - len(self.running)
-        if len(self.waiting) + len(seqs) > self.max_queue + max(0, free_slots):
+        if len(self.waiting) + len(seqs) - self._room(seqs) > self.max_queue:
             raise Overloaded(
                 f"server is at capacity ({len(self.running)} running, {len(self.waiting)} queued); "
                 f"retry after {self.retry_after}s", retry_after=self.retry_after)
         self.waiting.extend(seqs)
 
+    def _room(self, seqs: Seq[Sequence]) -> int:
+        """How many of the waiting sequences, then `seqs`, the batch could take now (slots and KV)."""
+        rows = [*self.running, *([self.partial] if self.partial else [])]
+        for s in itertools.chain(self.waiting, seqs):
+            if len(rows) >= self.max_running or not self._fits(rows, s):
+                break
+            rows.append(s)
+        return len(rows) - len(self.running) - (self.partial is not None)
+
     def cancel(self, request_id: str) -> None:
-        for s in itertools.chain(self.waiting, self.running):
+        for s in self.sequences():
             if s.request_id == request_id:
                 s.cancelled = True
 
+    def sequences(self):
+        """Every sequence the scheduler holds: waiting, running and the partial prompt."""
+        return itertools.chain(self.waiting, self.running, [self.partial] if self.partial else [])
+
     @property
     def idle(self) -> bool:
-        return not self.waiting and not self.running
+        return not self.waiting and not self.running and self.partial is None
+
+    def kv_reserved(self, extra: Seq[Sequence] = ()) -> int:
+        """KV positions the cache may reach: rows x the longest row's prompt + max_tokens."""
+        rows = [*self.running, *([self.partial] if self.partial else []), *extra]
+        return len(rows) * max((s.reserved for s in rows), default=0)
+
+    def _fits(self, rows: list[Sequence], s: Sequence) -> bool:
+        if self.kv_tokens is None:
+            return True
+        width = max([s.reserved, *(r.reserved for r in rows)])
+        return (len(rows) + 1) * width <= self.kv_tokens
 
     # -- one iteration ---------------------------------------------------------------------------
     def drop_cancelled(self) -> list[Sequence]:
         """Remove cancelled sequences; the engine frees their cache rows."""
-        gone = [s for s in itertools.chain(self.waiting, self.running) if s.cancelled]
+        gone = [s for s in self.sequences() if s.cancelled]
         for s in gone:
             s.finish_reason = "cancelled"
         self.waiting = deque(s for s in self.waiting if not s.cancelled)
         self.running = [s for s in self.running if not s.cancelled]
+        if self.partial is not None and self.partial.cancelled:
+            self.partial = None
         return gone
 
     def schedule(self) -> Step:
         running = list(self.running)
         joining: list[Sequence] = []
-        while self.waiting and len(running) + len(joining) < self.max_running:
-            joining.append(self.waiting.popleft())
+        chunk = self.prefill_chunk
+        # prompt tokens to prefill this step; with nobody decoding there is no one to keep waiting
+        budget = chunk if chunk is not None and (running or self.partial) else float("inf")
+        rows = running + ([self.partial] if self.partial else [])
+        partial_tokens = 0
+        if self.partial is not None:
+            partial_tokens = min(budget, len(self.partial.prompt_ids) - self.partial.num_computed)
+            budget -= partial_tokens
+        while self.waiting and len(rows) < self.max_running:
+            s = self.waiting[0]
+            if not self._fits(rows, s):
+                break  # wait until the running batch frees KV space
+            need = len(s.prompt_ids)
+            if need <= budget:
+                joining.append(self.waiting.popleft())
+                budget -= need
+            elif self.partial is None and budget >= 1:
+                self.partial = self.waiting.popleft()  # prefilled by chunks from this step on
+                partial_tokens, budget = budget, 0
+            else:
+                break
+            rows.append(s)
         self.running = running + joining
-        return Step(joining=joining, running=running)
+        return Step(joining=joining, running=running, partial=self.partial, partial_tokens=int(partial_tokens))
 
     def on_tokens(self, tokens: dict[int, int]) -> list[Sequence]:
         """Append each sequence's new token; return the sequences that finished (and left)."""
         done: list[Sequence] = []
         grown: list[Sequence] = []
+        if self.partial is not None and self.partial.id in tokens:  # its prefill is complete
+            self.running.append(self.partial)
+            self.partial = None
         for s in self.running:
             tok = tokens.get(s.id)
             if tok is None:

@@ -62,9 +62,10 @@ class Service:
 
         from .engine import Engine
 
-        if self.args.num_threads:
-            torch.set_num_threads(self.args.num_threads)
         r = self.resolved = resolve(self.args, cuda_available=torch.cuda.is_available())
+        # Ray sets OMP_NUM_THREADS to the actor's num_cpus (1 by default), which would leave a CPU
+        # replica on one core: use the threads the args name, else this machine's share per replica
+        torch.set_num_threads(self.args.num_threads or default_threads(self.args.num_replicas))
         source = r.source
         if source is None:  # the tiny preset: built locally, never downloaded
             from tinymodel import ensure_tiny_model
@@ -73,8 +74,10 @@ class Service:
         self.loaded = load_model(source, dtype=r.dtype, trust_remote_code=r.trust_remote_code,
                                  adapters=r.adapters, device=r.device, max_model_len=r.context_length,
                                  chat_template=r.chat_template)
-        self.engine = Engine.from_loaded(self.loaded, max_running=self.args.max_batch_size,
-                                         max_queue=self.args.max_queue)
+        a = self.args
+        chunk = {} if a.prefill_chunk is None else {"prefill_chunk": a.prefill_chunk or None}
+        self.engine = Engine.from_loaded(self.loaded, max_running=a.max_batch_size, max_queue=a.max_queue,
+                                         kv_cache_bytes=a.kv_cache_bytes, prefix_cache=a.prefix_cache, **chunk)
         self.metrics.bind_engine(self.engine.stats)
         self.ready.set()
         log.info("model %s ready (%s, %s)", r.served_model_name, r.device, r.dtype)
@@ -104,5 +107,10 @@ class Service:
             self.engine.shutdown()
 
 
-def default_threads() -> int:
-    return max(1, (os.cpu_count() or 1))
+def default_threads(replicas: int = 1) -> int:
+    """Torch threads for one replica: the cores this process may use, shared by the replicas."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, replicas))

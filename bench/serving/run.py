@@ -3,6 +3,11 @@
   (a) ray      our app on Ray Serve (serving.app:build, embedded local Ray)
   (b) inproc   the same engine in-process without Ray (uvicorn around the same FastAPI app)
   (c) baseline KAITO-style: one transformers generate() at a time behind a lock (baseline_server.py)
+  (d) generate plain `model.generate` in this process on a static batch of c prompts of the same
+               shape (no HTTP): at c=1 the batch-1 anchor, at c=16/64 the static-batching anchor
+
+By default every target runs as shipped: our servers with their default threads (`kaito up`'s
+defaults), the baselines with every core of this machine; `--threads N` pins all of them to N.
 
 All three serve the same random Llama (~27M parameters: hidden 512, 8 layers) built with
 tinymodel, so compute matters on a CPU. Prompts are random token strings from a fixed seed; every
@@ -10,6 +15,8 @@ request streams (stream_options.include_usage) with ignore_eos so output lengths
 
     .venv/bin/python bench/serving/run.py            # full sweep: concurrency 1, 4, 16, 64
     .venv/bin/python bench/serving/run.py --quick    # smoke test (a few seconds per target)
+    .venv/bin/python bench/serving/run.py --scenario long-join    # chunked prefill on/off
+    .venv/bin/python bench/serving/run.py --scenario prefix       # shared 1,000-token prefix, cold vs warm
     .venv/bin/python bench/serving/run.py --device cuda   # GPU: batch-1 decode MBU and concurrency 64,
                                                           # phi-3-mini-shaped random model in bf16
 
@@ -149,16 +156,53 @@ class RayTarget:
         ray_local.stop()
 
 
-def target(name: str, model_dir: Path, port: int, threads: int, max_batch: int):
+def target(name: str, model_dir: Path, port: int, threads: int | None, max_batch: int):
+    """threads=None: our servers as shipped (their default threads), the baseline on every core."""
+    pinned = ["--num-threads", str(threads)] if threads else []
     if name == "ray":
-        return RayTarget({"model": str(model_dir), "served_model_name": "bench", "num_threads": threads,
-                          "cpus_per_replica": 1, "max_batch_size": max_batch, "max_queue": 1024}, port)
+        args = {"model": str(model_dir), "served_model_name": "bench", "max_batch_size": max_batch, "max_queue": 1024}
+        return RayTarget({**args, "num_threads": threads} if threads else args, port)
     if name == "inproc":
         return Subprocess([sys.executable, "-m", "serving.inprocess", "--model", str(model_dir), "--served-model-name",
-                           "bench", "--port", str(port), "--num-threads", str(threads),
-                           "--max-batch-size", str(max_batch), "--max-queue", "1024"])
+                           "bench", "--port", str(port), "--max-batch-size", str(max_batch), "--max-queue", "1024",
+                           *pinned])
     return Subprocess([sys.executable, str(ROOT / "bench" / "serving" / "baseline_server.py"), "--model",
-                       str(model_dir), "--port", str(port), "--num-threads", str(threads)])
+                       str(model_dir), "--port", str(port),
+                       "--num-threads", str(threads or os.cpu_count() or 1)])
+
+
+def generate_anchor(model_dir: Path, prompts: list[str], levels: list[int], a) -> list[dict]:
+    """Plain `model.generate` on static batches of c prompts (the same requests a level sends)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(a.threads or os.cpu_count() or 1)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+
+    def batch(k: int, c: int):
+        ps = [prompts[(k + j) % len(prompts)] for j in range(c)]
+        enc = tok(ps, return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            out = model.generate(**enc, max_new_tokens=a.output_len, min_new_tokens=a.output_len, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)
+        return c * (out.shape[1] - enc["input_ids"].shape[1])
+
+    batch(0, 2)  # warm-up
+    rows = []
+    for c in levels:
+        n = max(a.min_requests, c * a.requests_per_slot)
+        start, tokens = time.perf_counter(), 0
+        for k in range(0, n, c):
+            tokens += batch(k, c)
+        duration = time.perf_counter() - start
+        rows.append({"concurrency": c, "requests": n, "errors": 0, "duration_s": duration,
+                     "output_tokens_per_s": tokens / duration})
+        print(f"   c={c:<3} {rows[-1]['output_tokens_per_s']:8.1f} tok/s (static batch of {c})", flush=True)
+    return rows
 
 
 # -- CPU sweep --------------------------------------------------------------------------------------
@@ -178,7 +222,6 @@ def cpu_sweep(a) -> dict:
 
     work = Path(tempfile.mkdtemp(prefix="kaito-bench-"))
     model_dir = build_tiny_model(work / "model", architecture="llama", seed=0, **MODEL_SHAPE)
-    n_params = sum(1 for _ in ())  # filled below
     from transformers import AutoConfig
     cfg = AutoConfig.from_pretrained(model_dir)
     h, L, v, i = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size, cfg.intermediate_size
@@ -190,6 +233,9 @@ def cpu_sweep(a) -> dict:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         print(f"== {name}", flush=True)
+        if name == "generate":
+            results["targets"][name] = generate_anchor(model_dir, prompts, a.concurrency, a)
+            continue
         with target(name, model_dir, port, a.threads, max(a.concurrency)):
             wait_healthy(base)
             asyncio.run(sweep_level(base, "bench", prompts, 2, 2, 4))  # warm-up
@@ -205,19 +251,136 @@ def cpu_sweep(a) -> dict:
     return results
 
 
+RATIOS = [("ray", "baseline"), ("ray", "generate"), ("inproc", "generate"), ("ray", "inproc")]
+
+
 def print_table(res: dict) -> None:
     t = res["targets"]
     names = list(t)
-    print("\nconcurrency | " + " | ".join(f"{n} tok/s" for n in names) + " | ray/baseline | ray/inproc")
+    pairs = [(x, y) for x, y in RATIOS if x in t and y in t]
+    print("\nconcurrency | " + " | ".join(f"{n} tok/s" for n in names) + " | "
+          + " | ".join(f"{x}/{y}" for x, y in pairs))
+    res["ratios"] = {}
     for k, row in enumerate(next(iter(t.values()))):
         c = row["concurrency"]
         vals = {n: t[n][k]["output_tokens_per_s"] for n in names}
-        r1 = vals["ray"] / vals["baseline"] if "ray" in vals and "baseline" in vals else float("nan")
-        r2 = vals["ray"] / vals["inproc"] if "ray" in vals and "inproc" in vals else float("nan")
-        print(f"{c:>11} | " + " | ".join(f"{vals[n]:>8.1f}" for n in names) + f" | {r1:>11.2f}x | {r2:>9.2f}")
+        ratios = {f"{x}/{y}": vals[x] / vals[y] for x, y in pairs}
+        res["ratios"][str(c)] = ratios
+        print(f"{c:>11} | " + " | ".join(f"{vals[n]:>8.1f}" for n in names) + " | "
+              + " | ".join(f"{r:>6.2f}x" for r in ratios.values()))
     if "ray" in t and "inproc" in t:
         d = t["ray"][0]["latency_p50_ms"] - t["inproc"][0]["latency_p50_ms"]
         print(f"Ray Serve p50 overhead at concurrency {t['ray'][0]['concurrency']}: {d:+.1f} ms")
+
+
+# -- engine scenarios (in-process, no HTTP): chunked prefill and prefix reuse ---------------------
+
+LONG_JOIN_SHAPE = dict(hidden_size=512, intermediate_size=1408, num_layers=4, num_heads=8, num_kv_heads=8,
+                       context_length=2048)
+
+
+def _scenario_model(a):
+    import torch
+
+    from serving.loading import load_model
+    from serving.tiny import build_tiny_model
+
+    torch.set_num_threads(a.threads or os.cpu_count() or 1)
+    work = Path(tempfile.mkdtemp(prefix="kaito-bench-"))
+    return load_model(str(build_tiny_model(work / "model", architecture="llama", seed=0, **LONG_JOIN_SHAPE)))
+
+
+def _ids(lm, n: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    special = set(lm.tokenizer.all_special_ids)
+    vocab = [i for i in range(lm.model.config.vocab_size) if i not in special]
+    return [rng.choice(vocab) for _ in range(n)]
+
+
+def long_join(a) -> dict:
+    """15 streams decode; a 1,500-token prompt joins. Inter-token latency of the 15, by chunk size.
+
+    Token times are taken where the engine produces them (the end of each step that gave the
+    stream a token), not where text arrives: random tokens often end in an incomplete UTF-8
+    character, whose text is held back until it completes, which would look like a stall.
+    """
+    from serving.engine import Engine
+    from serving.scheduler import SamplingParams
+
+    lm = _scenario_model(a)
+    out = {"model": {"architecture": "llama", **LONG_JOIN_SHAPE}, "long_prompt": 1500, "streams": 15, "runs": {}}
+    for chunk in a.chunks:
+        engine = Engine.from_loaded(lm, max_running=32, max_queue=32, prefill_chunk=chunk or None,
+                                    prefix_cache=False)
+        produced: dict[int, list[float]] = {}
+        step = engine._step
+
+        def timed(s, step=step):
+            tokens = step(s)
+            now = time.perf_counter()
+            for sid in tokens:
+                produced.setdefault(sid, []).append(now)
+            return tokens
+
+        engine._step = timed
+        params = SamplingParams(max_tokens=160, temperature=0.0, ignore_eos=True)
+
+        async def stream(ids, p=params):
+            async for _ in await engine.generate(ids, p):
+                pass
+
+        async def main():
+            tasks = [asyncio.ensure_future(stream(_ids(lm, 32, i))) for i in range(15)]
+            while len(produced) < 15 or min(len(t) for t in produced.values()) < 40:  # steady state first
+                await asyncio.sleep(0.01)
+            joined = time.perf_counter()
+            long = SamplingParams(max_tokens=4, temperature=0.0, ignore_eos=True)
+            await asyncio.gather(*tasks, stream(_ids(lm, 1500, 99), long))
+            return joined
+
+        joined = asyncio.run(main())
+        engine.shutdown()
+        streams = [t for t in produced.values() if len(t) == 160]
+        steady = [t1 - t0 for ts in streams for t0, t1 in zip(ts[5:], ts[6:]) if t1 < joined]
+        during = [t1 - t0 for ts in streams for t0, t1 in zip(ts, ts[1:]) if t1 >= joined]
+        p50 = statistics.median(steady)
+        row = {"steady_itl_p50_ms": 1e3 * p50, "steady_p99_over_p50": pct(steady, 99) / p50,
+               "itl_p99_ms": 1e3 * pct(during, 99),
+               "max_gap_ms": 1e3 * max(during), "p99_over_p50": pct(during, 99) / p50,
+               "max_over_p50": max(during) / p50}
+        out["runs"][str(chunk or "off")] = row
+        print(f"   chunk={chunk or 'off':<5} steady ITL p50 {row['steady_itl_p50_ms']:6.1f} ms  "
+              f"p99 {row['itl_p99_ms']:7.1f} ms ({row['p99_over_p50']:5.2f}x)  "
+              f"max {row['max_gap_ms']:7.1f} ms ({row['max_over_p50']:5.2f}x)  "
+              f"(steady p99 {row['steady_p99_over_p50']:4.2f}x p50: the machine's noise)", flush=True)
+    return out
+
+
+def prefix_reuse(a) -> dict:
+    """TTFT of a 1,016-token prompt cold, then of prompts sharing its first 1,000 tokens."""
+    from serving.engine import Engine
+    from serving.scheduler import SamplingParams
+
+    lm = _scenario_model(a)
+    engine = Engine.from_loaded(lm, max_running=8, max_queue=8)
+    system = _ids(lm, 1000, 7)
+
+    async def ttft(ids):
+        start = time.perf_counter()
+        stream = await engine.generate(ids, SamplingParams(max_tokens=2, temperature=0.0, ignore_eos=True))
+        first = None
+        async for _ in stream:
+            first = first or time.perf_counter()
+        return first - start
+
+    cold = [asyncio.run(ttft(_ids(lm, 1016, 100 + k))) for k in range(3)]  # unrelated prompts: all cold
+    warm = [asyncio.run(ttft(system + _ids(lm, 16, 200 + k))) for k in range(4)][1:]  # first one seeds it
+    engine.shutdown()
+    row = {"cold_ttft_ms": 1e3 * statistics.median(cold), "warm_ttft_ms": 1e3 * statistics.median(warm)}
+    row["ratio"] = row["warm_ttft_ms"] / row["cold_ttft_ms"]
+    print(f"   TTFT cold {row['cold_ttft_ms']:.1f} ms, shared 1,000-token prefix {row['warm_ttft_ms']:.1f} ms: "
+          f"{row['ratio']:.3f}x", flush=True)
+    return row
 
 
 # -- GPU path ---------------------------------------------------------------------------------------
@@ -239,7 +402,7 @@ def gpu_bench(a) -> dict:
     peak = a.peak_gbps or next((v for k, v in PEAK_GBPS.items() if k in name), None)
     cfg = Phi3Config(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
                      num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
-                     dtype="bfloat16")
+                     dtype="bfloat16", attn_implementation="sdpa")
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = Phi3ForCausalLM(cfg).to(torch.bfloat16).eval()
@@ -277,15 +440,20 @@ def gpu_bench(a) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke test: concurrency 1 and 4, short outputs")
-    p.add_argument("--targets", nargs="+", default=["ray", "inproc", "baseline"], choices=["ray", "inproc", "baseline"])
+    p.add_argument("--targets", nargs="+", default=["ray", "inproc", "baseline", "generate"],
+                   choices=["ray", "inproc", "baseline", "generate"])
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--input-len", type=int, default=32)
     p.add_argument("--output-len", type=int, default=128)
     p.add_argument("--requests-per-slot", type=int, default=1, help="requests per level = concurrency x this")
     p.add_argument("--min-requests", type=int, default=8)
-    p.add_argument("--threads", type=int, default=1, help="torch threads per server (1: the 2-core CI machines are shared)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="pin every target to N torch threads (default: as shipped; baselines on every core)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--scenario", choices=["sweep", "long-join", "prefix"], default="sweep")
+    p.add_argument("--chunks", type=int, nargs="+", default=[0, 128, 256, 512],
+                   help="long-join: prefill chunk sizes to compare (0 = whole prompt)")
     p.add_argument("--gpu-tokens", type=int, default=256)
     p.add_argument("--peak-gbps", type=float, default=None, help="GPU memory bandwidth, GB/s (default: by name)")
     a = p.parse_args()
@@ -294,14 +462,18 @@ def main() -> None:
     if a.quick:
         a.concurrency, a.output_len, a.input_len, a.min_requests = [1, 4], 16, 32, 4
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    out = RESULTS
     if a.device == "cuda":
         res = {"gpu": gpu_bench(a)}
+    elif a.scenario != "sweep":
+        res = {a.scenario: (long_join if a.scenario == "long-join" else prefix_reuse)(a)}
+        out = RESULTS.with_name(f"serving-{a.scenario}.json")
     else:
         res = cpu_sweep(a)
         print_table(res)
     res["command"] = " ".join(["bench/serving/run.py", *sys.argv[1:]])
-    RESULTS.write_text(json.dumps(res, indent=2))
-    print(f"wrote {RESULTS}")
+    out.write_text(json.dumps(res, indent=2))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -90,3 +90,48 @@ def test_cancel_removes_waiting_and_running_sequences():
 def test_invalid_bounds_are_refused():
     with pytest.raises(ValueError, match="max_running"):
         make(max_running=0)
+
+
+def test_a_long_prompt_is_prefilled_by_chunks_while_short_ones_join_whole():
+    s = Scheduler(max_running=4, max_queue=4, context_length=50, eos_token_ids=[EOS], decode=decode,
+                  prefill_chunk=4)
+    running, long, short = seq(prompt_len=2, max_tokens=9), seq(prompt_len=10), seq(prompt_len=2)
+    s.add([running]); s.schedule(); s.on_tokens({running.id: 1})
+    s.add([long, short])
+    step = s.schedule()
+    assert step.running == [running] and step.partial is long and step.partial_tokens == 4
+    assert step.joining == []  # the chunk budget is spent; short waits one step
+    long.num_computed = 4  # what the runner does
+    step = s.schedule()
+    assert step.partial is long and step.partial_tokens == 4 and step.joining == [] and list(s.waiting) == [short]
+    long.num_computed = 8
+    step = s.schedule()  # 2 tokens left for long, 2 of budget for short
+    assert step.partial_tokens == 2 and step.joining == [short]
+    long.num_computed = 10
+    s.on_tokens({running.id: 1, short.id: 1, long.id: 1})
+    assert s.partial is None and s.running == [running, short, long] and long.output_ids == [1]
+
+
+def test_kv_budget_holds_sequences_in_the_queue_and_refuses_past_it():
+    # each sequence reserves prompt 3 + max_tokens 5 = 8 positions; the budget covers two of them
+    s = Scheduler(max_running=8, max_queue=1, context_length=50, eos_token_ids=[EOS], decode=decode, kv_tokens=16)
+    a, b, c = seq(), seq(), seq()
+    s.add([a, b, c])  # two fit now, one queues
+    with pytest.raises(Overloaded):
+        s.add([seq()])
+    step = s.schedule()
+    assert step.joining == [a, b] and list(s.waiting) == [c] and s.kv_reserved() == 16
+    for _ in range(5):
+        s.on_tokens({a.id: 1, b.id: 1})
+    assert a.finished and b.finished
+    assert s.schedule().joining == [c]
+
+
+def test_with_nobody_decoding_a_burst_joins_at_once_whatever_the_chunk():
+    s = Scheduler(max_running=8, max_queue=8, context_length=50, eos_token_ids=[EOS], decode=decode,
+                  prefill_chunk=4)
+    burst = [seq(prompt_len=3) for _ in range(5)]
+    s.add(burst)
+    assert s.schedule().joining == burst  # 15 prompt tokens in one step: nobody waits for them
+    s.add([seq(prompt_len=3), seq(prompt_len=3)])
+    assert len(s.schedule().joining) == 1  # now 5 streams decode: 4 prompt tokens per step
