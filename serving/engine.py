@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
