@@ -40,7 +40,7 @@ def reference(lm, ids, n, adapter=None):
 
     model = lm.model
     if adapter not in (None, "__base__"):
-        model.set_adapter(adapter)
+        model.set_adapter(lm.peft_adapter_map()[adapter])  # peft keys adapters by position
     off = model.disable_adapter() if adapter == "__base__" else contextlib.nullcontext()
     try:
         with torch.inference_mode(), off:
