@@ -283,7 +283,7 @@ def _scenario_model(a):
     import torch
 
     from serving.loading import load_model
-    from serving.tiny import build_tiny_model
+    from tinymodel import build_tiny_model
 
     torch.set_num_threads(a.threads or os.cpu_count() or 1)
     work = Path(tempfile.mkdtemp(prefix="kaito-bench-"))

@@ -20,11 +20,10 @@ import yaml
 import artifacts
 from hooks.lifecycle import make_world
 from hooks.settings import CLAIM_APIS, Settings
-from serving.testing import build_adapter
-from serving.tiny import build_tiny_model
 from tests.e2e.conftest import ROOT, RUNTIME_REF
 from tests.support.pods import Objects, PodRunner, adapt_serve_config, ray_node_env
 from tests.support.registry import _free_port, registry_fixture
+from tinymodel import build_adapter, build_tiny_model
 
 registry = registry_fixture()
 ADAPTERS = ("alpha", "beta")
