@@ -61,6 +61,6 @@ def deployment_options(args: ServeArgs) -> dict[str, Any]:
 
 
 def build(args: dict[str, Any] | None = None) -> serve.Application:
-    """Application builder: `args` is the `args:` map of the Serve config (contract §1)."""
+    """Application builder: `args` is the `args:` map of the Serve config (`serving.config.ServeArgs`)."""
     parsed = ServeArgs.from_dict(args)
     return ModelServer.options(**deployment_options(parsed)).bind(parsed.model_dump())

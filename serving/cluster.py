@@ -1,4 +1,4 @@
-"""Pod entrypoints for a cluster (contract §2).
+"""Pod entrypoints for a cluster: `python -m serving.cluster head|worker`.
 
     python -m serving.cluster head --config /mnt/config/serve_config.yaml
     python -m serving.cluster worker --address <ws>:6379

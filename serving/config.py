@@ -1,4 +1,4 @@
-"""The Serve application's arguments: contract §1 (what the Workspace ConfigMap holds), validated.
+"""The Serve application's arguments (what the Workspace ConfigMap holds), validated.
 
 `ServeArgs.from_dict` is the only way in; unknown keys are refused with the field named.
 `resolve()` fills what the preset implies (source, dtype, context, chat template) into `ResolvedArgs`.

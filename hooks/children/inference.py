@@ -2,7 +2,7 @@
 
 Names (DESIGN.md §4): Deployment `<ws>` (Ray head + Serve), Deployment `<ws>-worker` (count > 1),
 Service `<ws>` (80 -> 8000, plus 6379 when count > 1), ConfigMap `<ws>` (key serve_config.yaml,
-HELPER_RULES contract §1). Adapters are pulled by one init container each into a shared volume.
+validated by serving.config.ServeArgs). Adapters are pulled by one init container each into a shared volume.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Children of a tuning Workspace: Job `<ws>` and, without a user config, ConfigMap `<ws>-tuning-config`.
 
-The Job runs the tuning entrypoint (HELPER_RULES contract §3) in the runtime image: no privileged
+The Job runs the tuning entrypoint (`python -m tuning`, tuning/cli.py) in the runtime image: no privileged
 sidecar; the adapter is pushed by the entrypoint itself with the push Secret mounted as a
 DOCKER_CONFIG directory (never copied into env or args). `backoffLimit: 2` retries a lost pod;
 with an emptyDir output a retry starts training again from scratch, while an `output.volumeSource`

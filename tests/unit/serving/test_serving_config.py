@@ -1,4 +1,4 @@
-"""Serve application arguments (contract §1), deployment options and `kaito up` argument parsing."""
+"""Serve application arguments (serving.config.ServeArgs), deployment options and `kaito up` argument parsing."""
 import argparse
 
 import pytest
