@@ -22,6 +22,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from contract.ports import SERVE_PORT
+
 
 class UpError(Exception):
     """A plain, one-line reason `kaito up` cannot serve."""
@@ -264,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build two small random LoRA adapters beside the tiny model and serve them too "
                         "(default: off)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=8000, help="HTTP port (default: %(default)s)")
+    p.add_argument("--port", type=int, default=SERVE_PORT, help="HTTP port (default: %(default)s)")
     p.add_argument("--max-batch-size", type=int, default=defaults["max_batch_size"].default,
                    metavar="N", help="sequences generated together (default: %(default)s)")
     p.add_argument("--ready-timeout", type=float, default=600.0, metavar="SECONDS",

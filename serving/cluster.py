@@ -23,8 +23,9 @@ import threading
 
 import yaml
 
+from contract.ports import RAY_PORT, SERVE_PORT
+
 log = logging.getLogger("serving.cluster")
-RAY_PORT = 6379
 #: Extra `ray start` flags, for pods on a shared (host) network where the node's default ports may be
 #: taken: e.g. "--port=16379 --dashboard-agent-listen-port=52366 --num-cpus=4". Later flags win.
 EXTRA_ARGS_ENV = "KAITO_RAY_START_ARGS"
@@ -65,7 +66,7 @@ def head(config: str) -> int:
     ray.init(address="auto")
     http = cfg.get("http_options") or {}
     serve.start(proxy_location=cfg.get("proxy_location", "EveryNode"),
-                http_options={"host": http.get("host", "0.0.0.0"), "port": http.get("port", 8000)})
+                http_options={"host": http.get("host", "0.0.0.0"), "port": http.get("port", SERVE_PORT)})
     for app_cfg in cfg["applications"]:
         serve.run(build_application(app_cfg), name=app_cfg.get("name", "default"),
                   route_prefix=app_cfg.get("route_prefix", "/"), blocking=False)

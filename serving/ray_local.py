@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import os
 
+from contract.ports import SERVE_PORT
+
 
 def ray_env_defaults() -> None:
     # keep every Ray listener on 127.0.0.1 and skip token auth (it writes into $HOME)
@@ -12,7 +14,7 @@ def ray_env_defaults() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
-def start(*, host: str = "127.0.0.1", port: int = 8000, num_cpus: int | None = None,
+def start(*, host: str = "127.0.0.1", port: int = SERVE_PORT, num_cpus: int | None = None,
           object_store_mb: int = 200, quiet: bool = False) -> None:
     """`quiet`: only warnings from Serve's driver-side logger. Its INFO lines mislead a user here:
     "Connecting to existing Serve app ... will not be applied" follows our own serve.start (whose

@@ -14,14 +14,13 @@ from typing import Optional
 
 import yaml
 
+from contract.ports import RAY_PORT, SERVE_PORT, SERVICE_PORT
 from metacontroller.api import Obj
 
 from . import pod
 from .names import adapter_key
 
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-SERVE_PORT = 8000
-RAY_PORT = 6379
 ADAPTER_ROOT = "/mnt/adapter"
 ADAPTER_VOLUME_ROOT = "/mnt/adapter-volumes"
 MODEL_PULL_SECRET_DIR = "/mnt/model-pull-secret"
@@ -212,7 +211,7 @@ def worker_deployment(plan: ServingPlan, config_hash: str) -> Obj:
 
 
 def service(plan: ServingPlan) -> Obj:
-    ports = [{"name": "http", "port": 80, "targetPort": SERVE_PORT, "protocol": "TCP"}]
+    ports = [{"name": "http", "port": SERVICE_PORT, "targetPort": SERVE_PORT, "protocol": "TCP"}]
     spec: Obj = {"type": "LoadBalancer" if plan.load_balancer else "ClusterIP",
                  "selector": _labels(plan, "head"), "ports": ports}
     if plan.count > 1:
