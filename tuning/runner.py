@@ -96,15 +96,17 @@ def output_dir_for(request: TuneRequest, cfg: TuningConfig) -> Path:
 def base_model_source(request: TuneRequest, cfg: TuningConfig, preset: PresetInfo | None) -> str:
     if request.base_model:
         return request.base_model
-    if preset and preset.built_locally and cfg.model.pretrained_model_name_or_path == DEFAULT_BASE_MODEL \
-            and not Path(DEFAULT_BASE_MODEL).is_dir():
-        from tinymodel import ensure_tiny_model  # the model `kaito up` serves, from the same cache
+    configured = cfg.model.pretrained_model_name_or_path
+    # The preset decides only when the config still names the image's default weights path and no
+    # weights were baked in there.
+    if preset and configured == DEFAULT_BASE_MODEL and not Path(DEFAULT_BASE_MODEL).is_dir():
+        if preset.built_locally:
+            from tinymodel import ensure_tiny_model  # the model `kaito up` serves, from the same cache
 
-        return str(ensure_tiny_model())
-    if preset and preset.source and cfg.model.pretrained_model_name_or_path == DEFAULT_BASE_MODEL \
-            and not Path(DEFAULT_BASE_MODEL).is_dir():
-        return preset.source
-    return cfg.model.pretrained_model_name_or_path
+            return str(ensure_tiny_model())
+        if preset.source:
+            return preset.source
+    return configured
 
 
 def _resolve(source: str, what: str, docker_config: str | None) -> Path:
