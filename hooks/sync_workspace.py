@@ -130,6 +130,7 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
     worker_nodes = tuple(selected) if resource_ok else tuple(sorted(previous_nodes))
     desired: list[Obj] = []
 
+    job = observed.get((JOB_KEY, f"{ns}/{name}"))  # tuning workspaces only; None otherwise
     if ws.tuning is not None:
         raw_tuning = parent.get("tuning") or {}
         plan = TuningPlan(namespace=ns, name=name, tuning=raw_tuning, preset=preset.name,
@@ -139,7 +140,6 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
                           presets.default_training_config(ws.tuning.method))
         if resource_ok or have_children:
             desired = tuning.build(plan)
-        job = observed.get((JOB_KEY, f"{ns}/{name}"))
         conds = [resource, *_tuning_conditions(job, resource, pod_problem(pods, "JobStarted"))]
     else:
         raw_inf = parent.get("inference") or {}
@@ -162,7 +162,7 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
 
     status = {"workerNodes": sorted(selected), "conditions": render(conds, observed_conditions, now, generation)}
     reply: Obj = {"status": status, "children": desired}
-    if not (all(c.ok for c in conds) or _tuning_finished(observed.get((JOB_KEY, f"{ns}/{name}")))):
+    if not (all(c.ok for c in conds) or _tuning_finished(job)):
         reply["resyncAfterSeconds"] = settings.pending_resync_seconds
     return reply
 
