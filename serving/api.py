@@ -61,8 +61,7 @@ def create_app(get_service: Callable[[], Service], *,
             _count_disconnect(svc, route, request.scope)
             raise
         except Exception:  # noqa: BLE001 - a bug answers a 500 in the envelope, never a bare traceback page
-            log.exception("internal error on %s", route)
-            resp = _error(ServingError("internal error; the server log has the details"), kaito=kaito)
+            resp = _internal(route, kaito=kaito)
         if svc is not None:
             svc.metrics.requests.labels(route, str(resp.status_code)).inc()
         return resp
@@ -148,7 +147,13 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    return _error(ServingError("internal error; the server log has the details"))
+    return _internal(request.url.path, exc=exc)
+
+
+def _internal(route: str, *, kaito: bool = False, exc: BaseException | None = None) -> JSONResponse:
+    """A bug: logged with its traceback, answered as a 500 in the envelope that names no detail."""
+    log.error("internal error on %s", route, exc_info=exc or True)
+    return _error(ServingError("internal error; the server log has the details"), kaito=kaito)
 
 
 def _count_disconnect(svc: Service | None, route: str, scope: dict) -> None:
