@@ -277,6 +277,24 @@ def pull(
     return result
 
 
+def resolve_digest(
+    ref: str | OciReference,
+    *,
+    docker_config: str | os.PathLike | None = None,
+    insecure: bool | None = None,
+) -> str:
+    """The manifest digest `ref` names now: one manifest request, no blobs and no cache fallback.
+
+    For watching a tag: a caller that pins `repo:tag@digest` notices a new push by a new digest, and an
+    unreachable registry is an error here (pull() would fall back to the digest this node saw last).
+    """
+    oci = parse_oci(ref) if isinstance(ref, str) else ref
+    if oci.digest:
+        return oci.digest
+    with RegistryClient(oci, docker_config=docker_config, insecure=insecure, max_connections=2) as client:
+        return client.get_manifest()[2]
+
+
 def materialize(tree: Path, dest: Path, marker: dict, copy: bool = False) -> Path:
     """Link (or copy) a complete tree into `dest` atomically; a no-op when dest already holds it."""
     existing = read_marker(dest)
@@ -286,4 +304,4 @@ def materialize(tree: Path, dest: Path, marker: dict, copy: bool = False) -> Pat
     return dest
 
 
-__all__ = ["PullResult", "pull", "materialize", "fetch_blob", "ArtifactError"]
+__all__ = ["PullResult", "pull", "resolve_digest", "materialize", "fetch_blob", "ArtifactError"]

@@ -4,6 +4,10 @@ One deployment, `ModelServer`: a FastAPI ingress (serve.ingress) whose replicas 
 its continuous-batching engine. Why not a separate ingress deployment in front of the model: every
 streamed chunk would then cross one more actor hop, and Serve's per-node proxies already balance
 HTTP requests across model replicas (see docs/serving.md).
+
+The adapter set and the other hot keys (serving/liveconfig.py) are the deployment's `user_config`, not
+builder args: Serve hands a changed user_config to every live replica's `reconfigure()` and keeps the
+replicas. The first reconfigure() (Serve calls it right after the constructor) starts the model load.
 """
 from __future__ import annotations
 
@@ -12,9 +16,13 @@ from typing import Any
 from ray import serve
 from ray.exceptions import TaskCancelledError
 
+from .adaptersync import AdapterSync
 from .api import create_app
 from .config import ServeArgs
+from .liveconfig import split_args
 from .service import Service, current, install
+
+DEPLOYMENT_NAME = "ModelServer"
 
 # Headroom above the engine's own bound, so the engine (not Serve) decides overload and answers 429.
 _ONGOING_HEADROOM = 16
@@ -23,16 +31,36 @@ _ONGOING_HEADROOM = 16
 _app = create_app(current, disconnect_errors=(TaskCancelledError,))
 
 
-@serve.deployment(name="ModelServer", health_check_period_s=10, health_check_timeout_s=30,
+@serve.deployment(name=DEPLOYMENT_NAME, health_check_period_s=10, health_check_timeout_s=30,
                   graceful_shutdown_timeout_s=5)
 @serve.ingress(_app)
 class ModelServer:
     def __init__(self, args: dict[str, Any]):
-        self.service = install(Service(args, background=True))
+        self.args = args  # the builder args, without the hot keys
+        self.service: Service | None = None
+        self.sync: AdapterSync | None = None
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve calls this with the hot keys: once at start, then on every change. It returns at once
+        (Serve routes nothing to a replica inside reconfigure()); the adapters follow in the background."""
+        if self.sync is None:
+            self.sync = AdapterSync(self.args, self._apply_adapters, ready=self._engine_ready)
+            specs = await self.sync.initial(user_config)
+            args = ServeArgs.from_dict({**self.args, **user_config, "adapters": [s.model_dump() for s in specs]})
+            self.service = install(Service(args, background=True))
+            self.sync.start()
+        else:
+            self.sync.submit(user_config)
+
+    def _engine_ready(self) -> bool:
+        return self.service is not None and self.service.ready.is_set()
+
+    async def _apply_adapters(self, specs: list) -> None:
+        await self.service.apply_adapters(specs)
 
     def check_health(self) -> None:
         # a replica whose model failed to load is unhealthy, so Serve replaces it
-        if self.service.error:
+        if self.service is not None and self.service.error:
             raise RuntimeError(self.service.error)
 
     def __del__(self):
@@ -63,4 +91,5 @@ def deployment_options(args: ServeArgs) -> dict[str, Any]:
 def build(args: dict[str, Any] | None = None) -> serve.Application:
     """Application builder: `args` is the `args:` map of the Serve config (`serving.config.ServeArgs`)."""
     parsed = ServeArgs.from_dict(args)
-    return ModelServer.options(**deployment_options(parsed)).bind(parsed.model_dump())
+    static, hot = split_args(args)
+    return ModelServer.options(**deployment_options(parsed), user_config=hot).bind(static)

@@ -1,7 +1,8 @@
 """`kaito up`: serve a model on this machine through the same Ray Serve app a cluster runs.
 
     kaito up                                  # the tiny preset, built locally on first use
-    kaito up -f workspace.yaml                # that Workspace's preset and adapters
+    kaito up -f workspace.yaml                # that Workspace's preset and adapters; edits to its
+                                              # adapters apply live, without a restart
     kaito up --model-path DIR --adapter a=DIR:0.5
     kaito up --demo-adapters                  # the tiny preset with two local LoRA adapters
 """
@@ -244,6 +245,33 @@ def _error_message(e) -> str:
         return ""
 
 
+def serve_config(args: dict[str, Any]) -> dict[str, Any]:
+    """The Serve config `kaito up` deploys: the one application a Workspace's ConfigMap also holds."""
+    return {"applications": [{"name": "default", "route_prefix": "/", "import_path": "serving.app:build",
+                              "args": args}]}
+
+
+def watch_workspace(ns: argparse.Namespace, config: dict[str, Any], stop: threading.Event) -> None:
+    """Apply edits of the -f file while serving: adapters (and the other live keys) through Serve's
+    reconfigure, without new replicas; any other edit is named and needs a restart of kaito up."""
+    import logging
+
+    from .deploy import deploy
+    from .reload import ConfigReloader, FileWatch
+
+    def load(_content: bytes) -> dict[str, Any]:
+        return serve_config(preflight(server_args(ns), demo_adapters=ns.demo_adapters))
+
+    def report(level: int, line: str) -> None:
+        if level >= logging.WARNING and "not applied live" in line:
+            line += "; restart kaito up to apply it"
+        print(f"kaito up: {line}", file=sys.stderr if level >= logging.WARNING else sys.stdout, flush=True)
+
+    reloader = ConfigReloader(config, load=load, deploy=lambda new: deploy(new, wait_s=60), what=ns.file,
+                              report=report)
+    FileWatch(ns.file, reloader).start(stop)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import ServeArgs
 
@@ -308,13 +336,12 @@ def main(argv: list[str] | None = None) -> int:
         # installed again after ray.init, which sets its own SIGTERM handler
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        from ray import serve
-
-        from .app import build
+        from .deploy import deploy
 
         mark = time.monotonic()
+        config = serve_config(args)
         try:
-            serve.run(build(args), name="default", route_prefix="/", blocking=False)
+            deploy(config)
         except Exception as e:  # noqa: BLE001 - a replica that cannot start: its reason, in one line
             print(f"kaito up: the Serve application did not start: {_first_line(e)}", file=sys.stderr)
             return 1
@@ -336,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()) + ")")
         print(examples(ns.host, ns.port, args["served_model_name"], [a["name"] for a in args.get("adapters", [])]),
               flush=True)
+        if ns.file:
+            watch_workspace(ns, config, stop)
         stop.wait()
         say("stopping...")
         return 0

@@ -5,14 +5,16 @@
 
 The head starts the Ray head on a fixed port (6379; workers join it through the `<ws>` Service only
 when count > 1), deploys every application in the mounted Serve config, and stays in the
-foreground; it exits non-zero if the deployment fails, so Kubernetes restarts the pod. Workers run
+foreground; it exits non-zero if the deployment fails, so Kubernetes restarts the pod. It then
+watches the mounted config (serving/reload.py) and applies adapter changes live, through Serve's
+user_config, without new replicas; a change that needs new replicas is logged and waits for the pod's
+restart (the pod template carries a hash of those keys). Workers run
 `ray start --block` against the head. The dashboard is off and nothing but Serve's HTTP port is meant
 for the public Service.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import shlex
@@ -32,10 +34,24 @@ EXTRA_ARGS_ENV = "KAITO_RAY_START_ARGS"
 
 
 def load_config(path: str) -> dict:
-    with open(path) as f:
-        cfg = yaml.safe_load(f) or {}
+    with open(path, "rb") as f:
+        try:
+            return parse_config(f.read(), path)
+        except ValueError as e:  # at start-up there is no older version to keep serving
+            raise SystemExit(str(e)) from e
+
+
+def parse_config(text: bytes, path: str) -> dict:
+    """The Serve config (ValueError when it has no applications); our application's args are validated
+    (ConfigError naming the field) before anything is deployed."""
+    cfg = yaml.safe_load(text) or {}
     if not isinstance(cfg, dict) or not cfg.get("applications"):
-        raise SystemExit(f"{path}: a Serve config with at least one entry under 'applications' is required")
+        raise ValueError(f"{path}: a Serve config with at least one entry under 'applications' is required")
+    for app in cfg["applications"]:
+        if app.get("import_path") == "serving.app:build":
+            from .config import ServeArgs
+
+            ServeArgs.from_dict(app.get("args"))  # refused here, before anything is deployed
     return cfg
 
 
@@ -51,12 +67,6 @@ def ray_start_cmd(*, head: bool, address: str | None = None, block: bool = False
     return cmd
 
 
-def build_application(app_cfg: dict):
-    module, _, attr = app_cfg["import_path"].partition(":")
-    builder = getattr(importlib.import_module(module), attr)
-    return builder(app_cfg.get("args") or {})
-
-
 def head(config: str) -> int:
     from ray import serve
     import ray
@@ -67,12 +77,16 @@ def head(config: str) -> int:
     http = cfg.get("http_options") or {}
     serve.start(proxy_location=cfg.get("proxy_location", "EveryNode"),
                 http_options={"host": http.get("host", "0.0.0.0"), "port": http.get("port", SERVE_PORT)})
-    for app_cfg in cfg["applications"]:
-        serve.run(build_application(app_cfg), name=app_cfg.get("name", "default"),
-                  route_prefix=app_cfg.get("route_prefix", "/"), blocking=False)
+    from .deploy import deploy
+    from .reload import ConfigReloader, FileWatch
+
+    deploy(cfg)  # raises (the pod restarts) when the application does not come up
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    reloader = ConfigReloader(cfg, load=lambda text: parse_config(text, config),
+                              deploy=lambda new: deploy(new, wait_s=60), what=config)
+    FileWatch(config, reloader).start(stop)
     stop.wait()
     serve.shutdown()
     ray.shutdown()
