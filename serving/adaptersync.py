@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from .config import ConfigError, ServeArgs
+from .config import ConfigError, parse_args
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class HotArgs:
 
     @classmethod
     def parse(cls, static: dict[str, Any], hot: dict[str, Any]) -> "HotArgs":
-        args = ServeArgs.from_dict({**static, **hot})
+        args = parse_args({**static, **hot})
         return cls(tuple(args.adapters), float(args.adapter_resolve_interval_s), args.adapter_refresh)
 
 

@@ -18,7 +18,7 @@ from ray.exceptions import TaskCancelledError
 
 from .adaptersync import AdapterSync
 from .api import create_app
-from .config import ServeArgs
+from .config import ServeArgs, parse_args
 from .liveconfig import split_args
 from .service import Service, current, install
 
@@ -46,7 +46,7 @@ class ModelServer:
         if self.sync is None:
             self.sync = AdapterSync(self.args, self._apply_adapters, ready=self._engine_ready)
             specs = await self.sync.initial(user_config)
-            args = ServeArgs.from_dict({**self.args, **user_config, "adapters": [s.model_dump() for s in specs]})
+            args = parse_args({**self.args, **user_config, "adapters": [s.model_dump() for s in specs]})
             self.service = install(Service(args, background=True))
             self.sync.start()
         else:
@@ -89,7 +89,7 @@ def deployment_options(args: ServeArgs) -> dict[str, Any]:
 
 
 def build(args: dict[str, Any] | None = None) -> serve.Application:
-    """Application builder: `args` is the `args:` map of the Serve config (`serving.config.ServeArgs`)."""
-    parsed = ServeArgs.from_dict(args)
+    """Application builder: `args` is the `args:` map of the Serve config (`contract.serveargs.ServeArgs`)."""
+    parsed = parse_args(args)
     static, hot = split_args(args)
     return ModelServer.options(**deployment_options(parsed), user_config=hot).bind(static)

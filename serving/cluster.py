@@ -23,9 +23,9 @@ import subprocess
 import sys
 import threading
 
-import yaml
-
 from contract.ports import RAY_PORT, SERVE_PORT
+from contract.serveargs import ServeArgsError
+from contract.serveconfig import load_serve_config
 
 log = logging.getLogger("serving.cluster")
 #: Extra `ray start` flags, for pods on a shared (host) network where the node's default ports may be
@@ -34,25 +34,11 @@ EXTRA_ARGS_ENV = "KAITO_RAY_START_ARGS"
 
 
 def load_config(path: str) -> dict:
-    with open(path, "rb") as f:
-        try:
-            return parse_config(f.read(), path)
-        except ValueError as e:  # at start-up there is no older version to keep serving
-            raise SystemExit(str(e)) from e
-
-
-def parse_config(text: bytes, path: str) -> dict:
-    """The Serve config (ValueError when it has no applications); our application's args are validated
-    (ConfigError naming the field) before anything is deployed."""
-    cfg = yaml.safe_load(text) or {}
-    if not isinstance(cfg, dict) or not cfg.get("applications"):
-        raise ValueError(f"{path}: a Serve config with at least one entry under 'applications' is required")
-    for app in cfg["applications"]:
-        if app.get("import_path") == "serving.app:build":
-            from .config import ServeArgs
-
-            ServeArgs.from_dict(app.get("args"))  # refused here, before anything is deployed
-    return cfg
+    """The Serve config file, validated with the contract's model (the field named on error)."""
+    try:
+        return load_serve_config(path).dump()
+    except ServeArgsError as e:  # at start-up there is no older version to keep serving
+        raise SystemExit(str(e)) from e
 
 
 def ray_start_cmd(*, head: bool, address: str | None = None, block: bool = False) -> list[str]:
@@ -84,7 +70,7 @@ def head(config: str) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    reloader = ConfigReloader(cfg, load=lambda text: parse_config(text, config),
+    reloader = ConfigReloader(cfg, load=lambda _text: load_serve_config(config).dump(),
                               deploy=lambda new: deploy(new, wait_s=60), what=config)
     FileWatch(config, reloader).start(stop)
     stop.wait()

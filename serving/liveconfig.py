@@ -12,8 +12,10 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from contract.serveargs import LIVE_FIELDS
+
 #: ServeArgs keys a running replica applies through reconfigure(); any other key needs new replicas.
-HOT_KEYS = ("adapters", "adapter_resolve_interval_s", "adapter_refresh")
+HOT_KEYS = tuple(sorted(LIVE_FIELDS))
 
 
 def split_args(args: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -10,7 +10,7 @@ import os
 import threading
 from typing import Any
 
-from .config import ResolvedArgs, ServeArgs, resolve
+from .config import ResolvedArgs, ServeArgs, parse_args, resolve
 from .errors import ModelNotFound, NotReady
 from .loading import BASE, LoadedModel, load_model
 from .metrics import Metrics
@@ -34,7 +34,7 @@ def install(service: "Service") -> "Service":
 
 class Service:
     def __init__(self, args: ServeArgs | dict[str, Any], *, background: bool = True):
-        self.args = args if isinstance(args, ServeArgs) else ServeArgs.from_dict(args)
+        self.args = args if isinstance(args, ServeArgs) else parse_args(args)
         self.resolved: ResolvedArgs | None = None
         self.loaded: LoadedModel | None = None
         self.engine = None

@@ -18,11 +18,11 @@ def config(**args):
 
 
 def test_hot_keys_leave_the_builder_args_for_the_user_config():
-    static, hot = split_args({"preset": "tiny", "adapters": ADAPTERS, "adapter_refresh": "r1"})
-    assert static == {"preset": "tiny"}
+    static, hot = split_args({"preset": "tiny", "adapters": ADAPTERS, "adapter_refresh": "r1", "max_batch_size": 4})
+    assert static == {"preset": "tiny", "max_batch_size": 4}
     assert hot == {"adapters": ADAPTERS, "adapter_refresh": "r1"}
     assert split_args({"preset": "tiny"})[1] == {"adapters": []}  # reconfigure() always runs on a new replica
-    assert set(HOT_KEYS) >= {"adapters", "adapter_refresh", "adapter_resolve_interval_s"}
+    assert set(HOT_KEYS) == {"adapters", "adapter_refresh"}
 
 
 def test_declarative_config_keeps_args_equal_across_adapter_edits():
