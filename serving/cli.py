@@ -25,6 +25,9 @@ from typing import Any
 
 from contract.ports import SERVE_PORT
 
+#: The Workspace annotation whose change means "re-resolve adapter tags now" (ServeArgs.adapter_refresh).
+ADAPTER_REFRESH_ANNOTATION = "kaito.sh/adapter-refresh"
+
 
 class UpError(Exception):
     """A plain, one-line reason `kaito up` cannot serve."""
@@ -77,14 +80,34 @@ def workspace_args(path: str) -> dict[str, Any]:
         image = src.get("image")
         if not name or not image:
             raise UpError(f"{path}: inference.adapters[{i}].source needs name and image")
+        # the replica fetches it (and re-resolves a tag); kaito up only checks it parses
+        source = image if "://" in image else f"oci://{image}"
         try:
             import artifacts
 
-            local = artifacts.resolve(image)
+            artifacts.parse_oci(source)
         except Exception as e:  # noqa: BLE001
-            raise UpError(f"cannot fetch adapter {name} from {image}: {_first_line(e)}") from e
-        adapters.append({"name": name, "source": str(local), "strength": float(a.get("strength", 1.0))})
-    return {"preset": preset, "adapters": adapters}
+            raise UpError(f"{path}: inference.adapters[{i}].source.image {image!r}: {_first_line(e)}") from e
+        adapters.append({"name": name, "source": source, "strength": float(a.get("strength", 1.0))})
+    args: dict[str, Any] = {"preset": preset, "adapters": adapters}
+    refresh = ((ws.get("metadata") or {}).get("annotations") or {}).get(ADAPTER_REFRESH_ANNOTATION)
+    if refresh is not None:
+        args["adapter_refresh"] = str(refresh)
+    return args
+
+
+def prefetch_adapters(args: dict[str, Any]) -> None:
+    """Pull the adapters given by image before Ray starts, so a bad one is one plain line at start-up
+    (later edits are the replica's: a failed fetch keeps the old set serving and shows in /v1/models).
+    The pull lands in the node cache, where the replica finds it."""
+    import artifacts
+
+    for a in args.get("adapters", []):
+        if a["source"].startswith("oci://"):
+            try:
+                artifacts.resolve(a["source"])
+            except Exception as e:  # noqa: BLE001
+                raise UpError(f"cannot fetch adapter {a['name']} from {a['source']}: {_first_line(e)}") from e
 
 
 def server_args(ns: argparse.Namespace) -> dict[str, Any]:
@@ -103,6 +126,9 @@ def server_args(ns: argparse.Namespace) -> dict[str, Any]:
     if ns.adapter:
         args["adapters"] = list(args.get("adapters", [])) + ns.adapter
     args["max_batch_size"] = ns.max_batch_size
+    interval = getattr(ns, "adapter_resolve_interval", None)
+    if interval is not None:
+        args["adapter_resolve_interval_s"] = interval
     return args
 
 
@@ -297,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=SERVE_PORT, help="HTTP port (default: %(default)s)")
     p.add_argument("--max-batch-size", type=int, default=defaults["max_batch_size"].default,
                    metavar="N", help="sequences generated together (default: %(default)s)")
+    p.add_argument("--adapter-resolve-interval", type=float, metavar="SECONDS",
+                   default=defaults["adapter_resolve_interval_s"].default,
+                   help="look up adapter image tags again this often and serve a newly pushed digest live; "
+                        "0 = only when the adapters or the kaito.sh/adapter-refresh annotation change (default: %(default)s)")
     p.add_argument("--ready-timeout", type=float, default=600.0, metavar="SECONDS",
                    help="give up when the model is not ready after this long (default: %(default)s)")
     return p
@@ -309,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         args = server_args(ns)
         check_port(ns.host, ns.port)
         args = preflight(args, demo_adapters=ns.demo_adapters)
+        prefetch_adapters(args)
     except UpError as e:  # one plain line, non-zero exit
         print(f"kaito up: {e}", file=sys.stderr)
         return 1

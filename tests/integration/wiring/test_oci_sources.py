@@ -39,7 +39,7 @@ def test_model_and_adapter_from_oci(registry, tmp_path, monkeypatch):
     local = load_model(str(base))
     assert _greedy(from_oci) == _greedy(local)
 
-    # A Workspace whose adapter is an image reference (bare, as KAITO writes it): kaito up pulls it.
+    # A Workspace whose adapter is an image reference (bare, as KAITO writes it): the replica pulls it.
     ws = tmp_path / "ws.yaml"
     ws.write_text(yaml.safe_dump({
         "apiVersion": "kaito.sh/v1alpha1", "kind": "Workspace", "metadata": {"name": "w"},
@@ -49,6 +49,7 @@ def test_model_and_adapter_from_oci(registry, tmp_path, monkeypatch):
     }))
     args = workspace_args(str(ws))
     [spec] = args["adapters"]
-    assert (spec["name"], spec["strength"]) == ("sql", 0.5)
-    with_adapter = load_model(registry.ref("models/tiny", "1"), adapters=[AdapterSpec("sql", spec["source"], 0.5)])
+    assert spec == {"name": "sql", "source": registry.ref("adapters/sql", "1"), "strength": 0.5}
+    local_adapter = str(artifacts.resolve(spec["source"]))  # what the replica's fetch does
+    with_adapter = load_model(registry.ref("models/tiny", "1"), adapters=[AdapterSpec("sql", local_adapter, 0.5)])
     assert _greedy(with_adapter, "sql") != _greedy(from_oci)
