@@ -1,0 +1,145 @@
+"""Live adapters on a real local Ray: a Serve config change reaches the running replica through user_config
+and reconfigure(), never as new replicas; a tag follows its newest digest; a failed fetch keeps the old set.
+
+The replica is identified by its OS process (Ray titles it `ray::ServeReplica:<app>:ModelServer`): the
+same pid before and after a change means nothing was redeployed. A real docker-registry holds the adapters.
+"""
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import artifacts
+from tests.support.registry import registry_fixture
+from tests.support.replicas import replica_pids
+from tests.support.request_loop import RequestLoop
+
+pytestmark = pytest.mark.slow
+NAME = "tiny-live"
+APP = "live"
+registry = registry_fixture()
+
+
+def serve_config(model: Path, adapters: list[dict], **args) -> dict:
+    return {"applications": [{"name": APP, "route_prefix": "/", "import_path": "serving.app:build",
+                              "args": {"model": str(model), "served_model_name": NAME, "max_batch_size": 8,
+                                       "adapters": adapters, **args}}]}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from tinymodel import build_adapter, build_tiny_model
+
+    root = tmp_path_factory.mktemp("live-models")
+    base = build_tiny_model(root / "base", architecture="llama")
+    return base, {seed: build_adapter(base, root / f"adapter-{seed}", seed=seed) for seed in (1, 2, 3)}
+
+
+@pytest.fixture(scope="module")
+def server(port, models, registry, tmp_path_factory):
+    import os
+
+    from serving import ray_local
+
+    os.environ["KAITO_CACHE_DIR"] = str(tmp_path_factory.mktemp("live-cache"))  # the replica inherits it
+    ray_local.start(port=port, num_cpus=2, quiet=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            yield client
+    finally:
+        ray_local.stop()
+
+
+def models_listed(client) -> dict[str, dict]:
+    return {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def complete(client, model: str) -> str:
+    r = client.post("/v1/completions", json={"model": model, "prompt": "Kubernetes schedules", "max_tokens": 8,
+                                             "temperature": 0})
+    assert r.status_code == 200, r.text
+    return r.json()["choices"][0]["text"]
+
+
+def test_an_adapter_edit_is_applied_by_reconfigure_on_the_same_replica(server, models):
+    from serving.deploy import deploy
+
+    base, adapters = models
+    deploy(serve_config(base, [{"name": "one", "source": str(adapters[1])}]))
+    wait_for(lambda: server.get("/healthz").status_code == 200, 120, "the model to load")
+    assert list(models_listed(server)) == [NAME, "one"]
+    before = replica_pids(APP)
+    assert len(before) == 1, before
+    one = complete(server, "one")
+
+    started = time.monotonic()
+    deploy(serve_config(base, [{"name": "two", "source": str(adapters[2]), "strength": 0.5}]))
+    wait_for(lambda: list(models_listed(server)) == [NAME, "two"], 10, "the new adapter set")
+    two = complete(server, "two")
+    first_answer_s = time.monotonic() - started
+    assert two != one and first_answer_s <= 5, first_answer_s
+    assert server.post("/v1/completions", json={"model": "one", "prompt": "x"}).status_code == 404
+    assert replica_pids(APP) == before, "an adapter change must not start new replicas"
+
+    # a key that needs new replicas does: Serve rebuilds the application (for contrast)
+    deploy(serve_config(base, [{"name": "two", "source": str(adapters[2]), "strength": 0.5}], max_batch_size=4))
+    wait_for(lambda: replica_pids(APP) and replica_pids(APP) != before, 60, "a new replica")
+
+
+def test_a_new_digest_under_the_tag_is_served_live_and_no_request_fails(server, models, registry):
+    from serving.deploy import deploy
+
+    base, adapters = models
+    tag = registry.ref("adapters/live", "latest")
+    first = artifacts.push(adapters[1], tag)
+    deploy(serve_config(base, [{"name": "tagged", "source": tag}], adapter_resolve_interval_s=1))
+    wait_for(lambda: server.get("/healthz").status_code == 200 and "tagged" in models_listed(server), 120,
+             "the tagged adapter")
+    assert models_listed(server)["tagged"]["digest"] == first
+    pids = replica_pids(APP)
+    old = complete(server, "tagged")
+    with RequestLoop(str(server.base_url), "tagged") as loop:
+        time.sleep(0.5)
+        second = artifacts.push(adapters[3], tag)  # a new tuning run pushed under the same tag
+        assert second != first
+        wait_for(lambda: models_listed(server)["tagged"]["digest"] == second, 15, "the new digest")
+        new = complete(server, "tagged")
+        time.sleep(0.5)
+    assert new != old
+    assert loop.failures == [] and loop.answers, loop.failures[:3]
+    assert set(loop.answers) <= {old, new}, "every answer is from one version or the other"
+    assert replica_pids(APP) == pids
+
+
+def test_a_failed_fetch_keeps_the_old_version_serving_and_says_why(server, models, registry):
+    from serving.deploy import deploy
+
+    base, adapters = models
+    tag = registry.ref("adapters/flaky", "v1")
+    good = artifacts.push(adapters[1], tag)
+    deploy(serve_config(base, [{"name": "flaky", "source": tag}], adapter_resolve_interval_s=1))
+    wait_for(lambda: server.get("/healthz").status_code == 200 and "flaky" in models_listed(server), 120,
+             "the adapter")
+    before = complete(server, "flaky")
+    # the next push under the tag lands with a broken blob: the new digest resolves, its fetch cannot verify
+    bad = artifacts.push(adapters[2], tag)
+    manifest = httpx.get(f"{registry.url}/v2/adapters/flaky/manifests/{bad}",
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).json()
+    for layer in manifest["layers"]:
+        blob = registry.blob_path(layer["digest"])
+        blob.write_bytes(b"not the adapter" + blob.read_bytes()[15:])
+    card = wait_for(lambda: (m := models_listed(server)["flaky"]).get("available") is False and m, 20,
+                    "the failure to show")
+    assert card["digest"] == good and card["reason"], card
+    assert complete(server, "flaky") == before  # the old version still answers
