@@ -1,7 +1,7 @@
 """Model serving: continuous-batching engine, KAITO /chat + OpenAI API on Ray Serve, and `kaito up`.
 
 Public surface (import the submodules; this package imports nothing heavy):
-- `serving.app:build(args)`: the Ray Serve application builder (`serving.config.ServeArgs`)
+- `serving.app:build(args)`: the Ray Serve application builder (`contract.serveargs.ServeArgs`)
 - `serving.engine.Engine`, `serving.scheduler.Scheduler`/`SamplingParams`: the engine and its IO-free core
 - `serving.cli.main`: `kaito up`; `serving.cluster`: pod entrypoints (head / worker)
 - the tiny preset itself is built by the `tinymodel` package (shared with tuning)

@@ -13,7 +13,7 @@ from ray import serve
 from ray.exceptions import TaskCancelledError
 
 from .api import create_app
-from .config import ServeArgs
+from .config import ServeArgs, parse_args
 from .service import Service, current, install
 
 # Headroom above the engine's own bound, so the engine (not Serve) decides overload and answers 429.
@@ -61,6 +61,6 @@ def deployment_options(args: ServeArgs) -> dict[str, Any]:
 
 
 def build(args: dict[str, Any] | None = None) -> serve.Application:
-    """Application builder: `args` is the `args:` map of the Serve config (`serving.config.ServeArgs`)."""
-    parsed = ServeArgs.from_dict(args)
+    """Application builder: `args` is the `args:` map of the Serve config (`contract.serveargs.ServeArgs`)."""
+    parsed = parse_args(args)
     return ModelServer.options(**deployment_options(parsed)).bind(parsed.model_dump())

@@ -44,7 +44,7 @@ def parse_adapter(value: str) -> dict[str, Any]:
             pass
     if not 0.0 <= strength <= 1.0:
         raise argparse.ArgumentTypeError(f"--adapter {value!r}: strength {strength} is not in [0, 1]")
-    return {"name": name, "path": path, "strength": strength}
+    return {"name": name, "source": path, "strength": strength}
 
 
 def workspace_args(path: str) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def workspace_args(path: str) -> dict[str, Any]:
             local = artifacts.resolve(image)
         except Exception as e:  # noqa: BLE001
             raise UpError(f"cannot fetch adapter {name} from {image}: {_first_line(e)}") from e
-        adapters.append({"name": name, "path": str(local), "strength": float(a.get("strength", 1.0))})
+        adapters.append({"name": name, "source": str(local), "strength": float(a.get("strength", 1.0))})
     return {"preset": preset, "adapters": adapters}
 
 
@@ -96,8 +96,8 @@ def server_args(ns: argparse.Namespace) -> dict[str, Any]:
     if ns.served_model_name:
         args["served_model_name"] = ns.served_model_name
     for a in ns.adapter:
-        if not (Path(a["path"]) / "adapter_config.json").is_file():
-            raise UpError(f"--adapter {a['name']}: {a['path']} holds no adapter_config.json; pass a peft "
+        if not (Path(a["source"]) / "adapter_config.json").is_file():
+            raise UpError(f"--adapter {a['name']}: {a['source']} holds no adapter_config.json; pass a peft "
                           "LoRA adapter directory")
     if ns.adapter:
         args["adapters"] = list(args.get("adapters", [])) + ns.adapter
@@ -131,10 +131,10 @@ def check_port(host: str, port: int) -> None:
 
 def preflight(args: dict[str, Any], *, demo_adapters: bool = False) -> dict[str, Any]:
     """Fetch or build weights before Ray starts, so a missing model is one plain line, not a replica crash loop."""
-    from .config import ConfigError, ServeArgs, resolve
+    from .config import ConfigError, parse_args, resolve
 
     try:
-        resolved = resolve(ServeArgs.from_dict(args))
+        resolved = resolve(parse_args(args))
     except ConfigError as e:
         raise UpError(e.message) from e
     if resolved.source is None:
@@ -245,7 +245,7 @@ def _error_message(e) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import ServeArgs
+    from contract.serveargs import ServeArgs
 
     defaults = ServeArgs.model_fields
     p = argparse.ArgumentParser(

@@ -1,14 +1,15 @@
-"""The Serve application's arguments (what the Workspace ConfigMap holds), validated.
+"""The Serve application's arguments (what the Workspace ConfigMap holds), validated and resolved.
 
-`ServeArgs.from_dict` is the only way in; unknown keys are refused with the field named.
+The model is the contract's (`contract.serveargs.ServeArgs`, which the hooks build the ConfigMap
+from); `parse_args` is the only way in and turns its errors into a ConfigError naming the field.
 `resolve()` fills what the preset implies (source, dtype, context, chat template) into `ResolvedArgs`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from contract.serveargs import ServeArgs, ServeArgsError
 
 from .errors import BadRequest
 from .loading import AdapterSpec
@@ -18,56 +19,12 @@ class ConfigError(BadRequest):
     """Invalid application arguments (raised at deploy time, never per request)."""
 
 
-class AdapterArg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="model name clients use")
-    path: str = Field(min_length=1, description="local directory holding adapter_config.json")
-    strength: float = Field(default=1.0, ge=0.0, le=1.0, description="weight in the /chat combination")
-
-
-class ServeArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    preset: str | None = Field(default=None, description="preset name from the catalog")
-    model: str | None = Field(default=None, description="local dir, oci:// or hf:// source; default: preset's")
-    served_model_name: str | None = Field(default=None, description="name in /v1/models; default: preset name")
-    adapters: list[AdapterArg] = Field(default_factory=list, max_length=10)
-    num_replicas: int = Field(default=1, ge=1, description="one replica per GPU node")
-    gpus_per_replica: float = Field(default=0, ge=0)
-    cpus_per_replica: float = Field(default=1, gt=0)
-    trust_remote_code: bool = False
-    dtype: Literal["float32", "float16", "bfloat16"] | None = None
-    max_batch_size: int = Field(default=32, ge=1, description="running sequences per replica")
-    max_queue: int = Field(default=128, ge=0, description="waiting sequences per replica before 429")
-    max_model_len: int | None = Field(default=None, ge=16)
-    num_threads: int | None = Field(default=None, ge=1, description="torch threads per replica; default: this machine's cores / num_replicas")
-    autoscaling: dict[str, Any] | None = Field(default=None, description="Ray Serve autoscaling_config")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    prefill_chunk: int | None = Field(default=None, ge=0, description=(
-        "prompt tokens prefilled per step while other streams decode; 0 = prefill whole; "
-        "default: serving.engine.PREFILL_CHUNK for the device"))
-    kv_cache_bytes: int | None = Field(default=None, ge=1, description=(
-        "KV cache budget per replica in bytes; default: a share of the memory free after loading"))
-    prefix_cache: bool = Field(default=True, description="reuse the KV of recent prompt prefixes")
-    stream_interval_ms: float = Field(default=20.0, ge=0, le=1000,
-                                      description="hold streamed tokens up to this long to write fewer chunks")
-
-    @model_validator(mode="after")
-    def _check(self) -> "ServeArgs":
-        if not self.preset and not self.model:
-            raise ValueError("one of 'preset' or 'model' is required")
-        names = [a.name for a in self.adapters]
-        if len(set(names)) != len(names):
-            raise ValueError(f"adapter names must be unique: {names}")
-        return self
-
-    @classmethod
-    def from_dict(cls, args: dict[str, Any] | None) -> "ServeArgs":
-        try:
-            return cls.model_validate(args or {})
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"]) or "args"
-            raise ConfigError(f"serving args: {loc}: {err['msg']}", param=loc) from e
+def parse_args(args: dict[str, Any] | None) -> ServeArgs:
+    """The `args:` map validated with the contract model; a bad field is a ConfigError naming it."""
+    try:
+        return ServeArgs.from_dict(args)
+    except ServeArgsError as e:
+        raise ConfigError(str(e), param=e.param) from e
 
 
 @dataclass(frozen=True)
@@ -83,7 +40,7 @@ class ResolvedArgs:
 
     @property
     def adapters(self) -> list[AdapterSpec]:
-        return [AdapterSpec(a.name, a.path, a.strength) for a in self.args.adapters]
+        return [AdapterSpec(a.name, a.source, a.strength) for a in self.args.adapters]
 
 
 def resolve(args: ServeArgs, *, cuda_available: bool = False) -> ResolvedArgs:

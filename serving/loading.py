@@ -23,7 +23,7 @@ _DTYPES = {"float32", "float16", "bfloat16"}
 @dataclass(frozen=True)
 class AdapterSpec:
     name: str
-    path: str
+    path: str  # the contract's AdapterArg.source: a local directory, oci:// or hf:// (resolve_source)
     strength: float = 1.0
 
 
@@ -123,9 +123,9 @@ def _attach_adapters(model, adapters: list[AdapterSpec], combination_type: str):
         raise ModelLoadError(f"adapter names must be unique and not {BASE!r}/{COMBINED!r}: {names}")
     try:
         first, *rest = adapters
-        peft_model = PeftModel.from_pretrained(model, first.path, adapter_name=peft_name(0))
+        peft_model = PeftModel.from_pretrained(model, str(resolve_source(first.path)), adapter_name=peft_name(0))
         for i, a in enumerate(rest, start=1):
-            peft_model.load_adapter(a.path, adapter_name=peft_name(i))
+            peft_model.load_adapter(str(resolve_source(a.path)), adapter_name=peft_name(i))
         # KAITO's /chat default: one adapter combined by strength ("cat" is exact and fast; svd is slow)
         peft_model.add_weighted_adapter([peft_name(i) for i in range(len(adapters))],
                                         [a.strength for a in adapters], COMBINED,

@@ -15,7 +15,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-ADAPTER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # TEMP until w-contract merges contract.serveargs
+from contract.serveargs import ADAPTER_NAME_PATTERN
+
 from .errors import BadRequest, ContextLengthExceeded
 from .jsonbody import field_path
 from .scheduler import SamplingParams

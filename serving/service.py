@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, AsyncIterator
 
-from .config import ResolvedArgs, ServeArgs, resolve
+from .config import ResolvedArgs, ServeArgs, parse_args, resolve
 from .engine import Engine
 from .errors import BadRequest, ModelNotFound, NotReady, Unauthorized
 from .facade import Job, ModelCard
@@ -45,7 +45,7 @@ class Service:
     """The real `Facade`: a model, its engine and metrics."""
 
     def __init__(self, args: ServeArgs | dict[str, Any], *, background: bool = True):
-        self.args = args if isinstance(args, ServeArgs) else ServeArgs.from_dict(args)
+        self.args = args if isinstance(args, ServeArgs) else parse_args(args)
         self.resolved: ResolvedArgs | None = None
         self.loaded: LoadedModel | None = None
         self.engine: Engine | None = None

@@ -222,5 +222,5 @@ def ensure_demo_adapters(base_dir: Path) -> list[dict]:
     for name, path in demo_adapter_dirs(base_dir).items():
         seed, strength = DEMO_ADAPTERS[name]
         _build_once(path, "adapter_config.json", lambda staging, s=seed: build_adapter(base_dir, staging, seed=s))
-        out.append({"name": name, "path": str(path), "strength": strength})
+        out.append({"name": name, "source": str(path), "strength": strength})
     return out

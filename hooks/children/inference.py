@@ -2,7 +2,7 @@
 
 Names (DESIGN.md §4): Deployment `<ws>` (Ray head + Serve), Deployment `<ws>-worker` (count > 1),
 Service `<ws>` (80 -> 8000, plus 6379 when count > 1), ConfigMap `<ws>` (key serve_config.yaml,
-validated by serving.config.ServeArgs). Adapters are pulled by one init container each into a shared volume.
+a contract.serveconfig.ServeConfig around contract.serveargs.ServeArgs). Adapters are pulled by one init container each into a shared volume.
 """
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from typing import Optional
 import yaml
 
 from contract.ports import RAY_PORT, SERVE_PORT, SERVICE_PORT
+from contract.serveargs import AdapterArg, ServeArgs
+from contract.serveconfig import (
+    APP_IMPORT_PATH, SERVE_CONFIG_DIR, SERVE_CONFIG_KEY, SERVE_CONFIG_PATH, HttpOptions, ServeApplication, ServeConfig,
+)
 from metacontroller.api import Obj
 
 from . import pod
@@ -24,7 +28,6 @@ _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 ADAPTER_ROOT = "/mnt/adapter"
 ADAPTER_VOLUME_ROOT = "/mnt/adapter-volumes"
 MODEL_PULL_SECRET_DIR = "/mnt/model-pull-secret"
-CONFIG_KEY = "serve_config.yaml"
 PROBE_PERIOD = 10
 
 
@@ -70,18 +73,20 @@ def adapter_path(adapter: Obj, index: int) -> str:
     return f"{root}/{adapter_key(adapter_name(adapter, index))}"
 
 
+def serve_args(plan: ServingPlan) -> ServeArgs:
+    """The Serve application's arguments, as the contract model serving validates with."""
+    optional = {"preset": plan.preset, "model": plan.model, "served_model_name": plan.preset}
+    return ServeArgs(
+        **{k: v for k, v in optional.items() if v is not None},
+        adapters=[AdapterArg(name=adapter_name(a, i), source=adapter_path(a, i), strength=adapter_strength(a))
+                  for i, a in enumerate(plan.adapters)],
+        num_replicas=plan.count, gpus_per_replica=plan.gpus_per_node, trust_remote_code=plan.trust_remote_code)
+
+
 def serve_config(plan: ServingPlan) -> Obj:
-    args: Obj = {"preset": plan.preset, "model": plan.model, "served_model_name": plan.preset}
-    args = {k: v for k, v in args.items() if v is not None}
-    args["adapters"] = [{"name": adapter_name(a, i), "path": adapter_path(a, i),
-                         "strength": adapter_strength(a)} for i, a in enumerate(plan.adapters)]
-    args["num_replicas"] = plan.count
-    args["gpus_per_replica"] = plan.gpus_per_node
-    args["trust_remote_code"] = plan.trust_remote_code
-    return {"proxy_location": "EveryNode",
-            "http_options": {"host": "0.0.0.0", "port": SERVE_PORT},
-            "applications": [{"name": "default", "route_prefix": "/", "import_path": "serving.app:build",
-                              "args": args}]}
+    return ServeConfig(proxy_location="EveryNode", http_options=HttpOptions(host="0.0.0.0", port=SERVE_PORT),
+                       applications=[ServeApplication(name="default", route_prefix="/", import_path=APP_IMPORT_PATH,
+                                                      args=serve_args(plan))]).dump()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -93,7 +98,7 @@ def _yaml_text(config_json: str) -> str:
 def config_map(plan: ServingPlan) -> Obj:
     text = _yaml_text(json.dumps(serve_config(plan)))
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": pod.child_meta(plan.name, plan.name),
-            "data": {CONFIG_KEY: text}}
+            "data": {SERVE_CONFIG_KEY: text}}
 
 
 def _adapter_parts(plan: ServingPlan) -> tuple[list[Obj], list[Obj], list[Obj]]:
@@ -140,7 +145,7 @@ def _pod_spec(plan: ServingPlan, container: Obj, role: str) -> Obj:
         volumes.append(pod.docker_config_volume("model-pull-secret", plan.model_pull_secret))
         mounts.append({"name": "model-pull-secret", "mountPath": MODEL_PULL_SECRET_DIR, "readOnly": True})
     if role == "head":
-        mounts.append({"name": "config", "mountPath": "/mnt/config", "readOnly": True})
+        mounts.append({"name": "config", "mountPath": SERVE_CONFIG_DIR, "readOnly": True})
         volumes.append({"name": "config", "configMap": {"name": plan.name}})
     container["volumeMounts"] = mounts
     spec: Obj = {
@@ -174,7 +179,7 @@ def head_deployment(plan: ServingPlan, config_hash: str) -> Obj:
         ports.append({"name": "ray-gcs", "containerPort": RAY_PORT, "protocol": "TCP"})
     container = {
         "name": "serve", "image": plan.runtime_image,
-        "command": ["python", "-m", "serving.cluster", "head", "--config", f"/mnt/config/{CONFIG_KEY}"],
+        "command": ["python", "-m", "serving.cluster", "head", "--config", SERVE_CONFIG_PATH],
         "ports": ports, "env": _env(plan), "resources": pod.gpu_resources(plan.gpus_per_node),
         # /healthz answers 200 only once the model answers; the startup probe allows the preset's load time.
         "startupProbe": {**probe, "failureThreshold": max(1, math.ceil(plan.readiness_timeout_seconds / PROBE_PERIOD))},

@@ -30,8 +30,8 @@ def server(tmp_path_factory, port):
     ray_local.start(port=port, num_cpus=2)
     try:
         serve.run(build({"model": str(phi3), "served_model_name": NAME, "max_batch_size": 16,
-                         "adapters": [{"name": "alpha", "path": str(alpha), "strength": 1.0},
-                                      {"name": "beta", "path": str(beta), "strength": 0.0}]}),
+                         "adapters": [{"name": "alpha", "source": str(alpha), "strength": 1.0},
+                                      {"name": "beta", "source": str(beta), "strength": 0.0}]}),
                   name="main", route_prefix="/")
         serve.run(build({"model": str(llama), "served_model_name": "small", "max_batch_size": 1,
                          "max_queue": 1}), name="small", route_prefix="/small")

@@ -50,5 +50,5 @@ def test_model_and_adapter_from_oci(registry, tmp_path, monkeypatch):
     args = workspace_args(str(ws))
     [spec] = args["adapters"]
     assert (spec["name"], spec["strength"]) == ("sql", 0.5)
-    with_adapter = load_model(registry.ref("models/tiny", "1"), adapters=[AdapterSpec("sql", spec["path"], 0.5)])
+    with_adapter = load_model(registry.ref("models/tiny", "1"), adapters=[AdapterSpec("sql", spec["source"], 0.5)])
     assert _greedy(with_adapter, "sql") != _greedy(from_oci)

@@ -70,7 +70,7 @@ def test_tuning_job_runs_the_tuning_entrypoint_with_valid_arguments(name):
 
 @pytest.mark.parametrize("name", INFERENCE)
 def test_inference_pods_run_the_serving_entrypoints_with_a_valid_serve_config(name):
-    from serving.config import ServeArgs
+    from contract.serveargs import ServeArgs
 
     path = ROOT / "examples" / "inference" / name
     workspace = yaml.safe_load(path.read_text())
@@ -92,7 +92,7 @@ def test_inference_pods_run_the_serving_entrypoints_with_a_valid_serve_config(na
     for container in head["spec"]["template"]["spec"].get("initContainers", []):
         _check_kaito_pull(container["command"])
         # the adapter lands where the Serve config says it is
-        assert container["command"][3] in [a.path for a in args.adapters]
+        assert container["command"][3] in [a.source for a in args.adapters]
     worker = objs.get(("Deployment", f"{ws_name}-worker"))
     assert (worker is not None) == (args.num_replicas > 1)
     if worker:

@@ -41,7 +41,7 @@ def test_kaito_v03_names_pass_through_the_hooks_into_valid_distinct_children():
     spec, args = _head_pod(ws)
     inits = [c["name"] for c in spec["initContainers"]]
     volumes = [v["name"] for v in spec["volumes"]]
-    paths = [a["path"] for a in args["adapters"]]
+    paths = [a["source"] for a in args["adapters"]]
     assert len(set(inits)) == len(NAMES) and len(set(volumes)) == len(volumes)
     assert len({p.lower() for p in paths}) == len(NAMES) + 1  # distinct even on a case-insensitive disk
     # serving (and so /v1/models and the OpenAI `model`) sees every adapter under its own name

@@ -34,8 +34,8 @@ def test_adapter_from_a_volume_is_mounted_not_pulled():
     assert mounts["/mnt/adapter-volumes/from-pvc"]["readOnly"] is True
     args = yaml.safe_load(objs[("ConfigMap", name)]["data"]["serve_config.yaml"])["applications"][0]["args"]
     assert args["adapters"] == [
-        {"name": "phi-3-adapter", "path": "/mnt/adapter/phi-3-adapter", "strength": 1.0},
-        {"name": "from-pvc", "path": "/mnt/adapter-volumes/from-pvc", "strength": 0.5},
+        {"name": "phi-3-adapter", "source": "/mnt/adapter/phi-3-adapter", "strength": 1.0},
+        {"name": "from-pvc", "source": "/mnt/adapter-volumes/from-pvc", "strength": 0.5},
     ]
 
 

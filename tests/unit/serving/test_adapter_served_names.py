@@ -13,7 +13,7 @@ NAMES = ["Adapter-1", "adapter.v1", "adapter-1"]
 def client(tiny_models, llama_adapters):
     paths = [llama_adapters["alpha"], llama_adapters["beta"], llama_adapters["alpha"]]
     svc = Service({"model": str(tiny_models["llama"]), "served_model_name": "base",
-                   "adapters": [{"name": n, "path": str(p), "strength": 0.5} for n, p in zip(NAMES, paths)]},
+                   "adapters": [{"name": n, "source": str(p), "strength": 0.5} for n, p in zip(NAMES, paths)]},
                   background=False)
     with TestClient(create_app(lambda: svc)) as c:
         yield c

@@ -20,7 +20,7 @@ def svc(tmp_path_factory, llama_adapters):
     # a long context, so "endless" streams below really outlast the test (the tiny model is fast)
     model = build_tiny_model(tmp_path_factory.mktemp("long") / "llama", architecture="llama", context_length=65536)
     s = Service({"model": str(model), "served_model_name": NAME, "max_batch_size": 2,
-                 "max_queue": 1, "adapters": [{"name": "alpha", "path": str(llama_adapters["alpha"]),
+                 "max_queue": 1, "adapters": [{"name": "alpha", "source": str(llama_adapters["alpha"]),
                                                "strength": 1.0}]}, background=False)
     yield s
     s.shutdown()

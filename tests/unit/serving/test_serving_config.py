@@ -1,22 +1,22 @@
-"""Serve application arguments (serving.config.ServeArgs), deployment options and `kaito up` argument parsing."""
+"""Serve application arguments (contract.serveargs.ServeArgs via serving.config.parse_args), deployment options and `kaito up` argument parsing."""
 import argparse
 
 import pytest
 
 from serving.cli import parse_adapter, server_args, workspace_args
-from serving.config import ConfigError, ServeArgs, resolve
+from serving.config import ConfigError, parse_args, resolve
 
 CONTRACT = {
     "preset": "phi-3-mini-4k-instruct",
     "model": "hf://microsoft/Phi-3-mini-4k-instruct@0a67737cc96d2554230f90338b163bc6380a2a85",
     "served_model_name": "phi-3-mini-4k-instruct",
-    "adapters": [{"name": "phi-3-adapter", "path": "/mnt/adapter/phi-3-adapter", "strength": 1.0}],
+    "adapters": [{"name": "phi-3-adapter", "source": "/mnt/adapter/phi-3-adapter", "strength": 1.0}],
     "num_replicas": 1, "gpus_per_replica": 1, "trust_remote_code": False,
 }
 
 
 def test_contract_args_are_accepted_and_resolved_from_the_preset():
-    r = resolve(ServeArgs.from_dict(CONTRACT), cuda_available=True)
+    r = resolve(parse_args(CONTRACT), cuda_available=True)
     assert r.source == CONTRACT["model"] and r.served_model_name == "phi-3-mini-4k-instruct"
     assert r.device == "cuda" and r.dtype == "bfloat16" and r.context_length == 4096
     assert r.chat_template and "<|assistant|>" in r.chat_template
@@ -25,36 +25,36 @@ def test_contract_args_are_accepted_and_resolved_from_the_preset():
 
 @pytest.mark.parametrize("bad, field", [
     ({**CONTRACT, "replicas": 2}, "replicas"),
-    ({**CONTRACT, "adapters": [{"name": "a", "path": "/x", "strength": 2}]}, "adapters.0.strength"),
+    ({**CONTRACT, "adapters": [{"name": "a", "source": "/x", "strength": 2}]}, "adapters.0.strength"),
     ({"served_model_name": "x"}, "args"),
     ({**CONTRACT, "num_replicas": 0}, "num_replicas"),
 ])
 def test_bad_args_name_the_field(bad, field):
     with pytest.raises(ConfigError) as e:
-        ServeArgs.from_dict(bad)
+        parse_args(bad)
     assert e.value.param == field and field in str(e.value)
 
 
 def test_unknown_preset_lists_the_accepted_ones():
     with pytest.raises(ConfigError, match="accepted"):
-        resolve(ServeArgs.from_dict({"preset": "no-such-model"}))
+        resolve(parse_args({"preset": "no-such-model"}))
 
 
 def test_deployment_options_spread_gpu_replicas_and_size_for_batching():
     from serving.app import deployment_options
 
-    gpu = deployment_options(ServeArgs.from_dict({**CONTRACT, "num_replicas": 3}))
+    gpu = deployment_options(parse_args({**CONTRACT, "num_replicas": 3}))
     assert gpu["num_replicas"] == 3 and gpu["max_replicas_per_node"] == 1
     assert gpu["ray_actor_options"]["num_gpus"] == 1
-    assert gpu["max_ongoing_requests"] > ServeArgs.from_dict(CONTRACT).max_batch_size
-    cpu = deployment_options(ServeArgs.from_dict({"preset": "tiny", "autoscaling": {"max_replicas": 4}}))
+    assert gpu["max_ongoing_requests"] > parse_args(CONTRACT).max_batch_size
+    cpu = deployment_options(parse_args({"preset": "tiny", "autoscaling": {"max_replicas": 4}}))
     assert "max_replicas_per_node" not in cpu and "num_gpus" not in cpu["ray_actor_options"]
     assert cpu["autoscaling_config"]["max_replicas"] == 4 and "num_replicas" not in cpu
 
 
 def test_adapter_flag_parsing():
-    assert parse_adapter("a=/x/y:0.5") == {"name": "a", "path": "/x/y", "strength": 0.5}
-    assert parse_adapter("a=/x/y") == {"name": "a", "path": "/x/y", "strength": 1.0}
+    assert parse_adapter("a=/x/y:0.5") == {"name": "a", "source": "/x/y", "strength": 0.5}
+    assert parse_adapter("a=/x/y") == {"name": "a", "source": "/x/y", "strength": 1.0}
     for bad in ("noequals", "a=/x:1.5", "=/x"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_adapter(bad)

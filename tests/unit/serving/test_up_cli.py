@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from serving import cli
-from serving.config import ServeArgs
+from contract.serveargs import ServeArgs
 
 ROOT = Path(__file__).resolve().parents[3]
 
