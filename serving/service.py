@@ -9,18 +9,23 @@ The model loads on a background thread so the HTTP side can answer /healthz with
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
 import threading
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterable
 
+from contract.serveargs import ADAPTER_API_TOKEN_ENV
+
+from .adapters import AdapterRegistry
 from .config import ResolvedArgs, ServeArgs, parse_args, resolve
 from .engine import Engine
 from .errors import BadRequest, ModelNotFound, NotReady, Unauthorized
 from .facade import Job, ModelCard
-from .loading import BASE, LoadedModel, load_model
+from .loading import LoadedModel, load_model
+from .lora import BASE
 from .metrics import Metrics
 from .protocol import ChatCompletionRequest, CompletionRequest, KaitoChatRequest
 
@@ -49,6 +54,7 @@ class Service:
         self.resolved: ResolvedArgs | None = None
         self.loaded: LoadedModel | None = None
         self.engine: Engine | None = None
+        self.adapters: AdapterRegistry | None = None
         self.error: str | None = None
         self.metrics = Metrics()
         self.ready = threading.Event()
@@ -81,14 +87,17 @@ class Service:
             from tinymodel import ensure_tiny_model
 
             source = str(ensure_tiny_model())
-        self.loaded = load_model(source, dtype=r.dtype, trust_remote_code=r.trust_remote_code,
-                                 adapters=r.adapters, device=r.device, max_model_len=r.context_length,
-                                 chat_template=r.chat_template)
+        self.loaded = load_model(source, dtype=r.dtype, trust_remote_code=r.trust_remote_code, device=r.device,
+                                 max_model_len=r.context_length, chat_template=r.chat_template)
         a = self.args
         chunk = {} if a.prefill_chunk is None else {"prefill_chunk": a.prefill_chunk or None}
         self.engine = Engine.from_loaded(self.loaded, max_running=a.max_batch_size, max_queue=a.max_queue,
                                          kv_cache_bytes=a.kv_cache_bytes, prefix_cache=a.prefix_cache, **chunk)
         self.metrics.bind_engine(self.engine.stats)
+        self.adapters = AdapterRegistry(self.engine, base_name=r.served_model_name, max_adapters=a.max_adapters,
+                                        max_resident=a.max_resident_adapters, metrics=self.metrics)
+        if a.adapters:  # the initial set; a failed one is served as unavailable, never fatal
+            log.info("adapters: %s", self.adapters.submit(self.adapters.apply, a.adapters).result())
         self.ready.set()
         log.info("model %s ready (%s, %s)", r.served_model_name, r.device, r.dtype)
 
@@ -104,18 +113,24 @@ class Service:
         base = self.model_name
         name = model.split(":", 1)[1] if model.startswith(base + ":") else model
         if name == base:
-            return base, BASE if self.loaded.adapters else None
-        if name in self.loaded.adapters:
+            return base, BASE
+        if self.adapters.lookup(name) is not None:
             return name, name
         raise ModelNotFound(f"model {model!r} does not exist; available: {', '.join(c.id for c in self.models())}",
                             param="model")
 
     def models(self) -> list[ModelCard]:
-        base = ModelCard(id=self.model_name, parent=None, source=self.model_name)
-        if self.loaded is None:
-            return [base]
-        return [base, *(ModelCard(id=n, parent=self.model_name, source=a.path)
-                        for n, a in self.loaded.adapters.items())]
+        base = ModelCard(id=self.model_name, parent=None, source=str(self.resolved.source) if self.resolved
+                         and self.resolved.source else self.model_name)
+        return [base, *(self.adapters.cards() if self.adapters else ())]
+
+    async def apply_adapters(self, specs: Iterable[Any]) -> dict[str, str]:
+        """Make the served adapter set equal `specs` (contract AdapterArg-like: name, source, strength):
+        new ones load, a changed digest or strength swaps between steps, missing ones unload once
+        their running requests finish. A failure keeps the old version serving, marked unavailable
+        in /v1/models with the reason. Returns what happened per name."""
+        self.require_ready()
+        return await asyncio.wrap_future(self.adapters.submit(self.adapters.apply, list(specs)))
 
     # -- requests --------------------------------------------------------------------------------
     def _encode(self, text: str, param: str, *, special: bool = True) -> list[int]:
@@ -152,11 +167,19 @@ class Service:
 
     async def generate(self, job: Job, *, batched: bool = False) -> AsyncIterator:
         start = time.perf_counter()
-        stream = await self.engine.generate(job.prompt_ids, job.params, n=job.n, adapter=job.adapter, batched=True,
-                                            interval_s=self.stream_interval_s if batched else 0.0)
-        return self._observed(stream, job, start, batched)
+        # an adapter stays resident while this request runs (a non-resident one loads first)
+        release = await self.adapters.acquire(job.adapter) if job.adapter not in (None, BASE) else None
+        try:
+            stream = await self.engine.generate(job.prompt_ids, job.params, n=job.n, adapter=job.adapter,
+                                                batched=True, interval_s=self.stream_interval_s if batched else 0.0)
+        except BaseException:
+            if release:
+                release()
+            raise
+        self.metrics.queue_time.labels(job.model).observe(time.perf_counter() - start)
+        return self._observed(stream, job, start, batched, release)
 
-    async def _observed(self, stream, job: Job, start: float, batched: bool) -> AsyncIterator:
+    async def _observed(self, stream, job: Job, start: float, batched: bool, release) -> AsyncIterator:
         """The engine's stream, passed through; the request's metrics once every choice finished."""
         first, n_out, left = None, 0, job.n
         try:
@@ -172,6 +195,8 @@ class Service:
                         yield d
         finally:
             await stream.aclose()
+            if release:
+                release()
         if not left:
             self.metrics.observe(job.model, start=start, first=first, end=time.perf_counter(),
                                  n_prompt=job.n_prompt, n_out=n_out)
@@ -185,8 +210,6 @@ class Service:
         return self.args.adapter_api
 
     def check_admin_token(self, authorization: str | None) -> None:
-        from contract.serveargs import ADAPTER_API_TOKEN_ENV
-
         token = os.environ.get(ADAPTER_API_TOKEN_ENV)
         if not token:
             return
@@ -195,10 +218,11 @@ class Service:
             raise Unauthorized("the adapter API needs the bearer token configured for this endpoint")
 
     async def load_adapter(self, name: str, source: str) -> None:
-        raise NotImplementedError
+        await asyncio.wrap_future(self.adapters.submit(self.adapters.load_api, name, source))
 
     async def unload_adapter(self, name: str) -> None:
-        raise NotImplementedError
+        gone = await asyncio.wrap_future(self.adapters.submit(self.adapters.unload, name))
+        await asyncio.wrap_future(gone)  # detached once its running requests finished
 
     # -- metrics and lifecycle -------------------------------------------------------------------
     def count_request(self, route: str, status: int) -> None:
@@ -211,6 +235,8 @@ class Service:
         return self.metrics.render()
 
     def shutdown(self) -> None:
+        if self.adapters is not None:
+            self.adapters.shutdown()
         if self.engine is not None:
             self.engine.shutdown()
 
