@@ -1,4 +1,5 @@
-"""HTTP API: KAITO's /chat and the OpenAI routes over one Service. Thin: decode, call, encode.
+"""HTTP API: KAITO's /chat, the OpenAI routes and vLLM's adapter API over one `Facade`. Thin: decode
+the body, call the facade (serving/facade.py), encode its answer as JSON or SSE.
 
 Every failure before the first byte is a real HTTP status with the OpenAI error envelope; a stream
 starts only after admission (so a 429 or a 400 is never hidden inside a 200 SSE body).
@@ -19,22 +20,23 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from . import jsonbody, protocol
-from .errors import (BadRequest, ClientDisconnected, MethodNotAllowed, ModelNotFound, RouteNotFound,
-                     ServingError)
-from .service import Service
+from .errors import BadRequest, ClientDisconnected, MethodNotAllowed, ModelNotFound, RouteNotFound, ServingError
+from .facade import Facade, Job
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = jsonbody.MAX_BODY_BYTES
 # The POST routes and their request models (also their request bodies in /openapi.json)
 _BODIES: dict[str, type] = {"/chat": protocol.KaitoChatRequest, "/v1/completions": protocol.CompletionRequest,
-                            "/v1/chat/completions": protocol.ChatCompletionRequest}
+                            "/v1/chat/completions": protocol.ChatCompletionRequest,
+                            "/v1/load_lora_adapter": protocol.LoadLoraAdapterRequest,
+                            "/v1/unload_lora_adapter": protocol.UnloadLoraAdapterRequest}
 # Status of a request whose client went away: never sent (nginx's convention), only counted.
 _CLIENT_CLOSED = 499
 _DISCONNECT_COUNTED = "kaito.disconnect_counted"  # ASGI scope key
 
 
-def create_app(get_service: Callable[[], Service], *,
+def create_app(get_service: Callable[[], Facade], *,
                disconnect_errors: tuple[type[BaseException], ...] = ()) -> FastAPI:
     """`disconnect_errors`: what the host server raises from `receive()` once a client has gone (Ray
     Serve: TaskCancelledError); each is counted as a disconnect like Starlette's ClientDisconnect."""
@@ -45,10 +47,12 @@ def create_app(get_service: Callable[[], Service], *,
     app.add_exception_handler(Exception, _internal_error)
     app.openapi = lambda: _openapi(app)
 
-    async def run(route: str, request: Request, handler, *, kaito: bool = False) -> Response:
-        svc: Service | None = None
+    async def run(route: str, request: Request, handler, *, kaito: bool = False, admin: bool = False) -> Response:
+        svc: Facade | None = None
         try:
             svc = get_service()
+            if admin:
+                _admin(svc, request)
             svc.require_ready()
             body = await _json_body(request)
             resp = await handler(svc, body, request)
@@ -63,7 +67,7 @@ def create_app(get_service: Callable[[], Service], *,
         except Exception:  # noqa: BLE001 - a bug answers a 500 in the envelope, never a bare traceback page
             resp = _internal(route, kaito=kaito)
         if svc is not None:
-            svc.metrics.requests.labels(route, str(resp.status_code)).inc()
+            svc.count_request(route, resp.status_code)
         return resp
 
     @app.get("/")
@@ -85,7 +89,7 @@ def create_app(get_service: Callable[[], Service], *,
             svc = get_service()
         except ServingError as e:
             return _error(e)
-        return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(svc.render_metrics(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models")
     async def models():
@@ -95,10 +99,15 @@ def create_app(get_service: Callable[[], Service], *,
         except ServingError as e:
             return _error(e)
         created = int(time.time())
-        data = [{"id": svc.model_name, "object": "model", "created": created, "owned_by": "kaito",
-                 "root": svc.model_name, "parent": None}]
-        data += [{"id": n, "object": "model", "created": created, "owned_by": "kaito", "root": a.path,
-                  "parent": svc.model_name} for n, a in svc.loaded.adapters.items()]
+        data = []
+        for card in svc.models():
+            entry = {"id": card.id, "object": "model", "created": created, "owned_by": "kaito",
+                     "root": card.source, "parent": card.parent}
+            if card.parent is not None:  # an adapter: what it is and whether it serves
+                entry.update(source=card.source, digest=card.digest, available=card.available)
+                if card.reason:
+                    entry["reason"] = card.reason
+            data.append(entry)
         return {"object": "list", "data": data}
 
     @app.get("/v1/models/{model_id:path}")
@@ -122,6 +131,15 @@ def create_app(get_service: Callable[[], Service], *,
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         return await run("/v1/chat/completions", request, _chat_completions)
+
+    # vLLM's runtime adapter API (what AIBrix's controller calls): off unless the Serve args enable it
+    @app.post("/v1/load_lora_adapter")
+    async def load_lora_adapter(request: Request):
+        return await run("/v1/load_lora_adapter", request, _load_lora_adapter, admin=True)
+
+    @app.post("/v1/unload_lora_adapter")
+    async def unload_lora_adapter(request: Request):
+        return await run("/v1/unload_lora_adapter", request, _unload_lora_adapter, admin=True)
 
     return app
 
@@ -156,14 +174,14 @@ def _internal(route: str, *, kaito: bool = False, exc: BaseException | None = No
     return _error(ServingError("internal error; the server log has the details"), kaito=kaito)
 
 
-def _count_disconnect(svc: Service | None, route: str, scope: dict) -> None:
+def _count_disconnect(svc: Facade | None, route: str, scope: dict) -> None:
     """Once per request: a stream cancelled by the server can also fail its next receive()."""
     if scope.get(_DISCONNECT_COUNTED):
         return
     scope[_DISCONNECT_COUNTED] = True
     log.debug("client went away during %s", route)
     if svc is not None:
-        svc.metrics.disconnects.labels(route).inc()
+        svc.count_disconnect(route)
 
 
 class _DisconnectGuard:
@@ -171,7 +189,7 @@ class _DisconnectGuard:
     write fails; Ray Serve's receive() raises TaskCancelledError) is a debug line and a counter, not a
     500 with a traceback."""
 
-    def __init__(self, app, get_service: Callable[[], Service], gone: tuple[type[BaseException], ...]):
+    def __init__(self, app, get_service: Callable[[], Facade], gone: tuple[type[BaseException], ...]):
         self.app, self.get_service, self.gone = app, get_service, gone
 
     async def __call__(self, scope, receive, send):
@@ -230,63 +248,38 @@ async def _json_body(request: Request) -> Any:
     return jsonbody.loads(bytes(raw))
 
 
-def _nonempty(ids: list[int], param: str) -> list[int]:
-    if not ids:
-        raise BadRequest(f"{param} must not be empty (it encodes to no tokens)", param=param)
-    return ids
-
-
 # -- KAITO /chat ------------------------------------------------------------------------------------
 
-async def _kaito_chat(svc: Service, body: Any, request: Request) -> Response:
+async def _kaito_chat(svc: Facade, body: Any, request: Request) -> Response:
     if isinstance(body, dict) and not body.get("prompt"):
         raise BadRequest("Text generation parameter prompt required", param="prompt")
     req = protocol.parse(protocol.KaitoChatRequest, body)
-    tok = svc.loaded.tokenizer
-    ids = _nonempty(tok(req.prompt)["input_ids"], "prompt")
-    svc.engine.check_length(len(ids), None, "prompt")
-    params, max_new = req.sampling(len(ids), svc.engine.context_length)
-    text = ""
-    if max_new > 0:
-        text = (await _collect(svc, ids, params, 1, None, request))[0][0]
+    job = svc.prepare_kaito(req)
+    text = "" if job.empty else (await _collect(svc, job, request))[0][0]
     if req.clean_up_tokenization_spaces:
-        text = tok.clean_up_tokenization(text)
+        text = svc.clean_up_spaces(text)
     return JSONResponse({"Result": (req.prompt + text) if req.return_full_text else text})
 
 
 # -- OpenAI -----------------------------------------------------------------------------------------
 
-async def _completions(svc: Service, body: Any, request: Request) -> Response:
+async def _completions(svc: Facade, body: Any, request: Request) -> Response:
     req = protocol.parse(protocol.CompletionRequest, body)
-    adapter = svc.adapter_for(req.model)
-    prompt = req.prompt_text()
-    ids = _nonempty(svc.loaded.tokenizer(prompt)["input_ids"], "prompt")
-    params = req.sampling(svc.engine.check_length(len(ids), req.max_tokens, "prompt"))
-    prefix = prompt if req.echo else ""
-    return await _respond(svc, req, ids, params, adapter, request, kind="text_completion", prefix=prefix)
+    job = svc.prepare_completion(req)
+    prefix = req.prompt_text() if req.echo else ""
+    return await _respond(svc, req, job, request, kind="text_completion", prefix=prefix)
 
 
-async def _chat_completions(svc: Service, body: Any, request: Request) -> Response:
+async def _chat_completions(svc: Facade, body: Any, request: Request) -> Response:
     req = protocol.parse(protocol.ChatCompletionRequest, body)
-    adapter = svc.adapter_for(req.model)
-    messages = [{"role": m.role, "content": m.text()} for m in req.messages]
-    tok = svc.loaded.tokenizer
-    try:
-        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                       chat_template=svc.loaded.chat_template)
-    except Exception as e:  # noqa: BLE001 - jinja raises on role orders a template forbids
-        raise BadRequest(f"messages: the chat template rejected them: {e}", param="messages") from e
-    ids = _nonempty(tok(text, add_special_tokens=False)["input_ids"], "messages")
-    max_tokens = req.max_completion_tokens or req.max_tokens
-    params = req.sampling(svc.engine.check_length(len(ids), max_tokens, "messages"))
-    return await _respond(svc, req, ids, params, adapter, request, kind="chat.completion")
+    return await _respond(svc, req, svc.prepare_chat(req), request, kind="chat.completion")
 
 
-async def _respond(svc, req, ids, params, adapter, request, *, kind: str, prefix: str = "") -> Response:
+async def _respond(svc: Facade, req, job: Job, request: Request, *, kind: str, prefix: str = "") -> Response:
     rid = ("chatcmpl-" if kind == "chat.completion" else "cmpl-") + uuid.uuid4().hex[:24]
     created = int(time.time())
     if not req.stream:
-        outs = await _collect(svc, ids, params, req.n, adapter, request)
+        outs = await _collect(svc, job, request)
         choices = []
         for i, (text, reason, _) in enumerate(outs):
             c = {"index": i, "finish_reason": reason, "logprobs": None}
@@ -297,19 +290,38 @@ async def _respond(svc, req, ids, params, adapter, request, *, kind: str, prefix
             choices.append(c)
         n_out = sum(o[2] for o in outs)
         return JSONResponse({"id": rid, "object": kind, "created": created, "model": req.model,
-                             "choices": choices, "usage": _usage(len(ids), n_out)})
-    stream = await svc.engine.generate(ids, params, n=req.n, adapter=adapter, batched=True,  # 429 here, before the 200
-                                       interval_s=svc.args.stream_interval_ms / 1000)
+                             "choices": choices, "usage": _usage(job.n_prompt, n_out)})
+    stream = await svc.generate(job, batched=True)  # 429 here, before the 200
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    return StreamingResponse(_sse(svc, stream, rid, created, req, kind, len(ids), include_usage, prefix,
+    return StreamingResponse(_sse(svc, stream, rid, created, req, kind, job.n_prompt, include_usage, prefix,
                                   request.scope),
                              media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+# -- vLLM's runtime adapter API ---------------------------------------------------------------------
+
+def _admin(svc: Facade, request: Request) -> None:
+    if not svc.adapter_api:  # off: the route is not there, as far as a client can tell
+        raise RouteNotFound(f"Invalid URL ({request.method} {request.url.path})")
+    svc.check_admin_token(request.headers.get("authorization"))
+
+
+async def _load_lora_adapter(svc: Facade, body: Any, request: Request) -> Response:
+    req = protocol.parse(protocol.LoadLoraAdapterRequest, body)
+    await svc.load_adapter(req.lora_name, req.lora_path)
+    return Response(f"Success: LoRA adapter '{req.lora_name}' added successfully.", media_type="text/plain")
+
+
+async def _unload_lora_adapter(svc: Facade, body: Any, request: Request) -> Response:
+    req = protocol.parse(protocol.UnloadLoraAdapterRequest, body)
+    await svc.unload_adapter(req.lora_name)
+    return Response(f"Success: LoRA adapter '{req.lora_name}' removed successfully.", media_type="text/plain")
 
 
 async def _sse(svc, stream, rid, created, req, kind, n_prompt, include_usage, prefix,
                scope: dict) -> AsyncIterator[bytes]:
     chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else "text_completion"
-    start, first, n_out = time.perf_counter(), None, 0
+    n_out = 0
 
     def chunk(index: int, text: str | None, reason: str | None, role: bool = False) -> bytes:
         if kind == "chat.completion":
@@ -327,8 +339,6 @@ async def _sse(svc, stream, rid, created, req, kind, n_prompt, include_usage, pr
             elif prefix:
                 yield chunk(i, prefix, None)
         async for batch in stream:  # everything already generated goes out in one write
-            if first is None:
-                first = time.perf_counter()
             out = []
             for d in batch:
                 if d.finish_reason is not None:
@@ -342,8 +352,6 @@ async def _sse(svc, stream, rid, created, req, kind, n_prompt, include_usage, pr
                    "usage": _usage(n_prompt, n_out)}
             yield b"data: " + json.dumps(obj).encode() + b"\n\n"
         yield b"data: [DONE]\n\n"
-        svc.metrics.observe(svc.model_name, start=start, first=first, end=time.perf_counter(),
-                            n_prompt=n_prompt, n_out=n_out)
     except asyncio.CancelledError:  # the server cancels the stream when its client goes away (ASGI < 2.4, Serve)
         _count_disconnect(svc, "/v1/chat/completions" if kind == "chat.completion" else "/v1/completions", scope)
         raise
@@ -351,20 +359,13 @@ async def _sse(svc, stream, rid, created, req, kind, n_prompt, include_usage, pr
         await stream.aclose()  # client gone: cancel the request so its batch slot frees at once
 
 
-async def _start(svc: Service, ids, params, n, adapter):
-    return await svc.engine.generate(ids, params, n=n, adapter=adapter)
-
-
-async def _collect(svc: Service, ids, params, n, adapter, request: Request) -> list[tuple[str, str, int]]:
+async def _collect(svc: Facade, job: Job, request: Request) -> list[tuple[str, str, int]]:
     """Run to completion; a client that disconnects meanwhile cancels the request."""
-    stream = await _start(svc, ids, params, n, adapter)
-    texts, reasons, counts = [""] * n, [""] * n, [0] * n
-    start, first = time.perf_counter(), None
+    stream = await svc.generate(job)
+    texts, reasons, counts = [""] * job.n, [""] * job.n, [0] * job.n
 
     async def consume():
-        nonlocal first
         async for d in stream:
-            first = first or time.perf_counter()
             texts[d.index] += d.text
             if d.finish_reason is not None:
                 reasons[d.index], counts[d.index] = _reason(d.finish_reason), d.completion_tokens
@@ -384,8 +385,6 @@ async def _collect(svc: Service, ids, params, n, adapter, request: Request) -> l
     if work.cancelled():
         raise ClientDisconnected()
     work.result()
-    svc.metrics.observe(svc.model_name, start=start, first=first, end=time.perf_counter(),
-                        n_prompt=len(ids), n_out=sum(counts))
     return list(zip(texts, reasons, counts))
 
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import threading
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 
@@ -59,6 +60,7 @@ class Engine:
         self._sinks: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
         self._pending: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue, Delta, Sequence]] = []
         self._stop = False
+        self._ops: list[tuple[Callable[[], object], Future]] = []  # between_steps() work
         self._on_step = on_step
         self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
         self._thread.start()
@@ -162,6 +164,15 @@ class Engine:
             if left:  # the reader left early (client disconnect): free the batch slots now
                 self.cancel(rid)
 
+    def between_steps(self, fn: Callable[[], object]) -> Future:
+        """Run `fn` on the engine thread before the next step, never during one (the model's adapters
+        change only there: serving/adapters.py). The future holds its result or exception."""
+        fut: Future = Future()
+        with self._lock:
+            self._ops.append((fn, fut))
+            self._lock.notify()
+        return fut
+
     def cancel(self, rid: str) -> None:
         with self._lock:
             self.scheduler.cancel(rid)
@@ -177,12 +188,14 @@ class Engine:
     def _loop(self) -> None:
         while True:
             with self._lock:
-                while self.scheduler.idle and not self._stop:
+                while self.scheduler.idle and not self._ops and not self._stop:
                     self._lock.wait()
                 if self._stop:
                     return
+                ops, self._ops = self._ops, []
                 gone = self.scheduler.drop_cancelled()
                 step = self.scheduler.schedule()
+            _run(ops)
             try:
                 if gone:
                     self._release([s.id for s in gone])
@@ -248,6 +261,14 @@ class Engine:
             for s in seqs:
                 if s.request_id not in live:
                     self._sinks.pop(s.request_id, None)
+
+
+def _run(ops: list[tuple[Callable[[], object], Future]]) -> None:
+    for fn, fut in ops:
+        try:
+            fut.set_result(fn())
+        except BaseException as e:  # noqa: BLE001 - the caller gets it from the future
+            fut.set_exception(e)
 
 
 async def _flatten(batches) -> AsyncIterator[Delta]:

@@ -3,6 +3,7 @@
     ServingError (500, "internal_error")
     ├── BadRequest (400, "invalid_request_error")      bad parameter; `param` names it
     │   └── ContextLengthExceeded (400, code "context_length_exceeded")
+    ├── Unauthorized (401, "authentication_error")      adapter API without the right bearer token
     ├── RouteNotFound (404, "invalid_request_error")    no such route
     ├── ModelNotFound (404, "not_found_error")           unknown model name
     ├── MethodNotAllowed (405, "invalid_request_error") route exists, method does not
@@ -48,6 +49,15 @@ class BadRequest(ServingError):
 
 class ContextLengthExceeded(BadRequest):
     code = "context_length_exceeded"
+
+
+class Unauthorized(ServingError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class RouteNotFound(ServingError):

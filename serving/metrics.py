@@ -24,6 +24,15 @@ class Metrics:
                              buckets=_LAT, registry=r)
         self.prompt_tokens = Counter("kaito_prompt_tokens", "prompt tokens processed", ["model"], registry=r)
         self.generation_tokens = Counter("kaito_generation_tokens", "tokens generated", ["model"], registry=r)
+        self.queue_time = Histogram("kaito_queue_time_seconds", "arrival until the engine admitted the request "
+                                    "(an adapter's load included)", ["model"], buckets=_LAT, registry=r)
+        self.adapter_load_seconds = Histogram("kaito_adapter_load_seconds", "reading and attaching one adapter",
+                                              buckets=_LAT, registry=r)
+        self.adapters_resident = Gauge("kaito_adapters_resident", "adapters attached to the model", registry=r)
+        self.adapter_evictions = Counter("kaito_adapter_evictions", "resident adapters evicted (LRU) for another",
+                                         registry=r)
+        self.adapter_load_failures = Counter("kaito_adapter_load_failures", "adapter fetches or loads that failed",
+                                             registry=r)
         self.running = Gauge("kaito_running_sequences", "sequences in the running batch", registry=r)
         self.queued = Gauge("kaito_queued_sequences", "sequences waiting to join the batch", registry=r)
 
@@ -39,6 +48,14 @@ class Metrics:
             self.ttft.labels(model).observe(first - start)
             if n_out > 1:
                 self.tpot.labels(model).observe((end - first) / (n_out - 1))
+
+    def forget(self, model: str) -> None:
+        """Drop an unregistered adapter's series: label values stay within the registered set plus the base."""
+        for family in (self.ttft, self.tpot, self.e2e, self.queue_time, self.prompt_tokens, self.generation_tokens):
+            try:
+                family.remove(model)
+            except KeyError:
+                pass
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

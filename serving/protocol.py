@@ -15,6 +15,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contract.serveargs import ADAPTER_NAME_PATTERN
+
 from .errors import BadRequest, ContextLengthExceeded
 from .jsonbody import field_path
 from .scheduler import SamplingParams
@@ -212,6 +214,19 @@ class KaitoChatRequest(_Strict):
                                 top_k=g.top_k, top_p=g.top_p, repetition_penalty=g.repetition_penalty,
                                 stop=_stops(g.stop_strings, "generate_kwargs.stop_strings"), seed=g.seed)
         return params, max_new
+
+
+# -- vLLM's runtime adapter API --------------------------------------------------------------------
+
+class LoadLoraAdapterRequest(_Strict):
+    lora_name: str = Field(min_length=1, pattern=ADAPTER_NAME_PATTERN, description="the model name clients will use")
+    lora_path: str = Field(min_length=1, description="a local directory, oci://REGISTRY/REPO:TAG[@sha256:...] or "
+                                                     "hf://REPO[@REV]")
+
+
+class UnloadLoraAdapterRequest(_Strict):
+    lora_name: str = Field(min_length=1, description="a loaded adapter's name")
+    lora_int_id: int | None = Field(default=None, description="accepted and ignored (vLLM's numeric id)")
 
 
 # -- validation errors -> one 400 naming the field --------------------------------------------------

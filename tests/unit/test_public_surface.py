@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-PACKAGES = ["presets", "artifacts", "tuning"]
+PACKAGES = ["presets", "artifacts", "tuning", "serving"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

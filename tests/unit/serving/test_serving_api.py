@@ -1,32 +1,31 @@
-"""The HTTP API in-process (FastAPI TestClient over a real engine): KAITO /chat, errors, back-pressure."""
+"""The HTTP API over a fake facade (no torch): protocol -> facade calls, answers -> JSON and SSE,
+facade errors -> statuses in the OpenAI envelope, and the gated runtime adapter API."""
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.api import MAX_BODY_BYTES, create_app
-from serving.errors import NotReady
-from serving.service import Service
+from serving.api import create_app
+from serving.errors import BadRequest
+from serving.facade import ModelCard
 
-NAME = "tiny-llama"
+from .fake_facade import BASE, FakeFacade
 
-
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory, llama_adapters):
-    from tinymodel import build_tiny_model
-
-    # a long context, so "endless" streams below really outlast the test (the tiny model is fast)
-    model = build_tiny_model(tmp_path_factory.mktemp("long") / "llama", architecture="llama", context_length=65536)
-    s = Service({"model": str(model), "served_model_name": NAME, "max_batch_size": 2,
-                 "max_queue": 1, "adapters": [{"name": "alpha", "source": str(llama_adapters["alpha"]),
-                                               "strength": 1.0}]}, background=False)
-    yield s
-    s.shutdown()
+ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture(scope="module")
-def client(svc):
-    with TestClient(create_app(lambda: svc)) as c:
+@pytest.fixture
+def fake():
+    return FakeFacade()
+
+
+@pytest.fixture
+def client(fake):
+    with TestClient(create_app(lambda: fake)) as c:
         yield c
 
 
@@ -37,112 +36,133 @@ def error_of(resp, status):
     return err
 
 
-def test_chat_matches_a_transformers_pipeline_greedy(svc, client, tiny_models):
-    """KAITO's /chat is a text-generation pipeline: same text for max_length, return_full_text, cleanup."""
-    from transformers import pipeline
-
-    pipe = pipeline("text-generation", model=svc.loaded.model, tokenizer=svc.loaded.tokenizer)
-    prompt = "The quick brown fox"
-    n_prompt = len(svc.loaded.tokenizer(prompt)["input_ids"])
-    for full in (True, False):
-        kw = {"max_length": n_prompt + 7, "do_sample": False}
-        got = client.post("/chat", json={"prompt": prompt, "return_full_text": full, "generate_kwargs": kw})
-        assert got.status_code == 200, got.text
-        want = pipe(prompt, return_full_text=full, clean_up_tokenization_spaces=False, **kw)
-        assert got.json() == {"Result": "".join(w["generated_text"] for w in want)}
+def events(resp) -> list:
+    lines = [ln for ln in resp.text.split("\n\n") if ln]
+    assert all(ln.startswith("data: ") for ln in lines)
+    return [ln[6:] if ln == "data: [DONE]" else json.loads(ln[6:]) for ln in lines]
 
 
-def test_chat_defaults_are_kaitos(client, svc):
-    """Only do_sample is overridden: max_length=200 (prompt included), full text, no cleanup."""
-    from transformers import pipeline
+def test_kaito_chat_answers_the_prompt_plus_the_generated_text(client, fake):
+    assert client.post("/chat", json={"prompt": "hi"}).json() == {"Result": "hichat"}
+    assert client.post("/chat", json={"prompt": "hi", "return_full_text": False}).json() == {"Result": "chat"}
+    assert fake.jobs[-1].adapter is None  # /chat: the combined adapter
+    fake.answers[None] = "a , b"
+    r = client.post("/chat", json={"prompt": "x", "return_full_text": False, "clean_up_tokenization_spaces": True})
+    assert r.json() == {"Result": "a, b"}
+    closed = fake.closed
+    r = client.post("/chat", json={"prompt": "x", "generate_kwargs": {"max_new_tokens": 0}})
+    assert r.json() == {"Result": "x"} and fake.closed == closed  # nothing to generate: the engine is not asked
 
-    pipe = pipeline("text-generation", model=svc.loaded.model, tokenizer=svc.loaded.tokenizer)
-    prompt = "Hello there"
-    r = client.post("/chat", json={"prompt": prompt, "generate_kwargs": {"do_sample": False}})
-    want = pipe(prompt, max_length=200, do_sample=False, return_full_text=True, clean_up_tokenization_spaces=False)
-    assert r.json() == {"Result": want[0]["generated_text"]}
-    sampled = client.post("/chat", json={"prompt": prompt})  # do_sample=true, top_k=10 by default
-    assert sampled.status_code == 200 and sampled.json()["Result"].startswith(prompt)
 
-
-def test_chat_missing_prompt_is_kaitos_400(client):
+def test_kaito_chat_missing_prompt_and_bad_kwargs_are_kaitos_400(client):
     for body in ({}, {"generate_kwargs": {}}, {"prompt": ""}):
         r = client.post("/chat", json=body)
         assert r.status_code == 400
         assert r.json()["detail"] == "Text generation parameter prompt required"
-
-
-def test_chat_bad_generate_kwargs_name_the_field(client):
     r = client.post("/chat", json={"prompt": "hi", "generate_kwargs": {"num_beams": 4}})
     assert error_of(r, 400)["param"] == "generate_kwargs.num_beams"
-    r = client.post("/chat", json={"prompt": "hi", "generate_kwargs": {"temperature": "hot"}})
-    assert error_of(r, 400)["param"] == "generate_kwargs.temperature"
     r = client.post("/chat", json={"prompt": "hi", "generate_kwargs": {"bogus": 1}})
     assert "accepted" in error_of(r, 400)["message"]
 
 
-def test_openai_errors_use_the_envelope_with_the_right_status(client):
-    chat = {"model": NAME, "messages": [{"role": "user", "content": "hi"}]}
-    assert error_of(client.post("/v1/chat/completions", json={**chat, "model": "nope"}), 404)["param"] == "model"
-    assert error_of(client.post("/v1/chat/completions", json={**chat, "temperature": 3}), 400)["param"] == "temperature"
-    assert error_of(client.post("/v1/chat/completions", json={**chat, "messages": []}), 400)["param"] == "messages"
-    assert error_of(client.post("/v1/chat/completions", json={**chat, "logprobs": True}), 400)["param"] == "logprobs"
-    assert error_of(client.post("/v1/completions", json={"model": NAME}), 400)["param"] == "prompt"
-    as_json = {"Content-Type": "application/json"}
-    assert error_of(client.post("/v1/completions", content=b"{not json", headers=as_json), 400)["type"] == \
-        "invalid_request_error"
-    long = {"model": NAME, "prompt": "hello " * 70000, "stream": True}
-    err = error_of(client.post("/v1/completions", json=long), 400)  # a real 400, not an error inside a 200 stream
+def test_completions_answer_every_choice_with_usage_and_echo(client, fake):
+    r = client.post("/v1/completions", json={"model": BASE, "prompt": "abc", "n": 2, "echo": True})
+    body = r.json()
+    assert r.status_code == 200 and body["object"] == "text_completion" and body["model"] == BASE
+    assert [c["text"] for c in body["choices"]] == ["abchello world"] * 2
+    assert [c["finish_reason"] for c in body["choices"]] == ["length", "length"]
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 22, "total_tokens": 25}
+    r = client.post("/v1/completions", json={"model": f"{BASE}:alpha", "prompt": "abc", "max_tokens": 3})
+    assert r.json()["model"] == f"{BASE}:alpha" and r.json()["choices"][0]["text"] == "ALP"
+    assert fake.jobs[-1].adapter == "alpha"
+
+
+def test_chat_stream_starts_with_the_role_and_ends_with_usage_then_done(client):
+    body = {"model": "alpha", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+            "stream_options": {"include_usage": True}}
+    r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    ev = events(r)
+    assert ev[-1] == "[DONE]"
+    assert ev[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    chunks = ev[1:-2]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "ALPHA"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"} and {c["model"] for c in chunks} == {"alpha"}
+    usage = ev[-2]
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == 5
+
+
+def test_facade_errors_are_statuses_in_the_envelope_before_any_stream(client, fake):
+    chat = {"model": BASE, "messages": [{"role": "user", "content": "hi"}]}
+    assert error_of(client.post("/v1/chat/completions", json={**chat, "model": "nope"}), 404)["code"] == \
+        "model_not_found"
+    err = error_of(client.post("/v1/completions", json={"model": BASE, "prompt": "x" * 100, "stream": True}), 400)
     assert err["code"] == "context_length_exceeded"
-    err = error_of(client.post("/v1/completions", json={"model": NAME, "prompt": "hi", "max_tokens": 10**6}), 400)
-    assert err["param"] == "max_tokens"
-    assert error_of(client.post("/v1/completions", content=b"x" * (MAX_BODY_BYTES + 1), headers=as_json), 413)
-    # nothing wedged
-    ok = client.post("/v1/completions", json={"model": NAME, "prompt": "hi", "max_tokens": 3})
-    assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] <= 3
+    fake.busy = True
+    for stream in (False, True):
+        r = client.post("/v1/completions", json={"model": BASE, "prompt": "hi", "stream": stream})
+        assert error_of(r, 429)["type"] == "rate_limit_error" and r.headers["Retry-After"] == "1"
+    fake.busy, fake.ready = False, False
+    assert error_of(client.post("/v1/completions", json={"model": BASE, "prompt": "hi"}), 503)
+    assert error_of(client.get("/healthz"), 503)
+    assert ("/v1/completions", 429) in fake.requests and ("/v1/completions", 503) in fake.requests
 
 
-def test_overload_gets_429_with_retry_after_then_recovers_and_disconnect_frees_slots(client, svc):
-    endless = {"model": NAME, "prompt": "hi", "max_tokens": 60000, "ignore_eos": True, "stream": True}
-    with client.stream("POST", "/v1/completions", json=endless) as a, \
-            client.stream("POST", "/v1/completions", json=endless) as b, \
-            client.stream("POST", "/v1/completions", json=endless) as c:  # 2 running + 1 queued
-        readers = [s.iter_lines() for s in (a, b)]  # keep them: dropping one closes its connection
-        for s, lines in zip((a, b), readers):
-            assert s.status_code == 200
-            next(lines)
-        assert c.status_code == 200 and svc.engine.stats().running == 2
-        r = client.post("/v1/completions", json={"model": NAME, "prompt": "hi", "max_tokens": 2})
-        err = error_of(r, 429)
-        assert err["type"] == "rate_limit_error" and r.headers["Retry-After"] == "1"
-    # the three clients went away mid-stream: their slots free without finishing 60000 tokens
-    deadline = time.monotonic() + 10
-    while svc.engine.stats().running and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert svc.engine.stats().running == 0 and svc.engine.stats().queued == 0
-    ok = client.post("/v1/completions", json={"model": NAME, "prompt": "hi", "max_tokens": 2})
-    assert ok.status_code == 200
-    assert 'kaito_requests_total{route="/v1/completions",status="429"}' in client.get("/metrics").text
-
-
-def test_health_is_503_until_the_model_is_loaded(tmp_path):
-    def starting():
-        raise NotReady("the model server is starting")
-
-    with TestClient(create_app(starting)) as c:
-        assert c.get("/healthz").status_code == 503
-        assert error_of(c.post("/v1/completions", json={"model": "m", "prompt": "x"}), 503)
-    failed = Service({"model": str(tmp_path / "missing")}, background=True)
-    deadline = time.monotonic() + 30
-    while failed.error is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    with TestClient(create_app(lambda: failed)) as c:
-        r = c.get("/healthz")
-        assert r.status_code == 503 and "does not exist" in r.json()["error"]["message"]
-
-
-def test_models_lists_adapters_with_their_parent(client):
+def test_models_list_exactly_the_facades_cards_with_source_digest_and_availability(client, fake):
+    fake.cards.append(ModelCard("beta", BASE, "oci://r/beta:1", None, available=False, reason="fetch failed: 404"))
     data = client.get("/v1/models").json()["data"]
-    assert [(m["id"], m["parent"]) for m in data] == [(NAME, None), ("alpha", NAME)]
-    assert client.get("/v1/models/alpha").json()["parent"] == NAME
+    assert [(m["id"], m["parent"]) for m in data] == [(BASE, None), ("alpha", BASE), ("beta", BASE)]
+    alpha, beta = data[1], data[2]
+    assert (alpha["source"], alpha["digest"], alpha["available"]) == ("/adapters/alpha", "sha256:aa", True)
+    assert "reason" not in alpha
+    assert (beta["available"], beta["reason"]) == (False, "fetch failed: 404")
+    assert client.get("/v1/models/beta").json()["root"] == "oci://r/beta:1"
     assert error_of(client.get("/v1/models/nope"), 404)["code"] == "model_not_found"
+
+
+def test_the_adapter_api_is_a_404_while_off(client, fake):
+    for path, body in (("/v1/load_lora_adapter", {"lora_name": "x", "lora_path": "/x"}),
+                       ("/v1/unload_lora_adapter", {"lora_name": "x"}), ("/v1/load_lora_adapter", {"bad": 1})):
+        err = error_of(client.post(path, json=body), 404)
+        assert path in err["message"]
+    assert fake.loads == [] and fake.unloads == []
+
+
+def test_the_adapter_api_checks_the_token_and_passes_errors_through(client, fake):
+    fake.adapter_api, fake.token = True, "s3cret"
+    load = {"lora_name": "gamma", "lora_path": "/adapters/gamma"}
+    assert error_of(client.post("/v1/load_lora_adapter", json=load), 401)["type"] == "authentication_error"
+    wrong = {"Authorization": "Bearer nope"}
+    assert error_of(client.post("/v1/load_lora_adapter", json=load, headers=wrong), 401)
+    auth = {"Authorization": "Bearer s3cret"}
+    r = client.post("/v1/load_lora_adapter", json=load, headers=auth)
+    assert r.status_code == 200 and "gamma" in r.text and fake.loads == [("gamma", "/adapters/gamma")]
+    assert error_of(client.post("/v1/load_lora_adapter", json={"lora_name": "g"}, headers=auth), 400)["param"] == \
+        "lora_path"
+    assert error_of(client.post("/v1/load_lora_adapter", json={**load, "lora_name": "a b"}, headers=auth),
+                    400)["param"] == "lora_name"
+    fake.load_error = BadRequest("lora_path: /x holds no adapter_config.json", param="lora_path")
+    err = error_of(client.post("/v1/load_lora_adapter", json=load, headers=auth), 400)
+    assert "adapter_config.json" in err["message"]
+    assert client.post("/v1/unload_lora_adapter", json={"lora_name": "alpha"}, headers=auth).status_code == 200
+    assert error_of(client.post("/v1/unload_lora_adapter", json={"lora_name": "zz"}, headers=auth), 404)
+    assert fake.unloads == ["alpha"]
+
+
+def test_a_reader_that_leaves_mid_stream_closes_the_facades_stream(client, fake):
+    fake.endless = True
+    with client.stream("POST", "/v1/completions", json={"model": BASE, "prompt": "hi", "stream": True}) as s:
+        lines = s.iter_lines()
+        assert s.status_code == 200 and next(lines).startswith("data: ")
+    deadline = time.monotonic() + 10
+    while not fake.closed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fake.closed == 1
+
+
+def test_the_api_and_its_fake_import_no_torch():
+    code = ("import sys; import serving.api; import tests.unit.serving.fake_facade; "
+            "assert not {'torch', 'transformers', 'peft'} & set(sys.modules), sorted(sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

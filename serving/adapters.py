@@ -1,0 +1,420 @@
+"""The served adapter set of one replica: runtime engine state, changed without a restart (issue 14).
+
+Two tiers, each bounded:
+- registered (at most `max_adapters`): fetched through `artifacts` (the node cache, digest-verified),
+  checked against the model, listed in /v1/models with source and digest; requests may name it.
+- resident (at most `max_resident_adapters`): attached to the running model. A request for a
+  registered adapter that is not resident waits for its load (other sequences keep stepping); the
+  least recently used resident adapter with no running sequence is evicted to make room.
+
+Threads: set changes (apply, load, unload, residency) run one at a time on the "adapter-loader"
+thread, which fetches and reads files there; it hands the model changes to the engine thread as
+one operation each (`Engine.between_steps`), so they take effect between two steps and never
+during one. Requests hold a lease on their adapter while their sequences run: eviction takes only
+unleased adapters, and an unloaded adapter is detached after its last lease (new requests get 404
+at once). A failed fetch or check keeps the old version serving, marked unavailable with the reason.
+
+/chat's default is KAITO's combination of the configured adapters by strength (peft's
+add_weighted_adapter, "cat": exact, so strength 0 adds nothing). It is rebuilt whenever a member,
+its version or its strength changes; adapters loaded through the vLLM API are not members.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .errors import BadRequest, ModelNotFound, NotReady, ServingError
+from .facade import ModelCard
+from .lora import AdapterError, Slots, Weights, linear_shapes, read
+
+log = logging.getLogger(__name__)
+
+COMBINED = None  # the Sequence.adapter of /chat's strength combination
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One wanted adapter (the fields of contract.serveargs.AdapterArg)."""
+    name: str
+    source: str
+    strength: float = 1.0
+    docker_config: str | None = None
+    combine: bool = True  # a member of /chat's combination (the Workspace's adapters are; API loads are not)
+
+    @classmethod
+    def of(cls, arg: Any) -> "Spec":
+        if isinstance(arg, Spec):
+            return arg
+        get = arg.get if isinstance(arg, dict) else (lambda k, d=None: getattr(arg, k, d))
+        return cls(name=get("name"), source=get("source"), strength=float(get("strength", 1.0)),
+                   docker_config=get("docker_config"))
+
+
+@dataclass(frozen=True)
+class Version:
+    path: Path
+    digest: str
+
+
+@dataclass(eq=False)
+class Entry:
+    spec: Spec
+    version: Version | None = None  # what serves; None: never loaded
+    reason: str | None = None  # why the wanted version is not serving
+    key: str | None = None  # peft key while resident
+    leases: int = 0
+    removing: bool = False
+    gone: Future = field(default_factory=Future)  # done once detached after an unload
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def fetch(spec: Spec) -> Version:
+    """The adapter's files on this node and their digest: oci:// through the node cache (verified),
+    hf:// at a commit, a local directory as is (its digest: sha256 of its files)."""
+    import artifacts
+
+    try:
+        ref = artifacts.parse_source(spec.source)
+        if isinstance(ref, artifacts.LocalSource):
+            path = ref.path.expanduser().resolve()
+            if not path.is_dir():
+                raise AdapterError(f"adapter directory {path} does not exist")
+            return Version(path, local_digest(path))
+        if isinstance(ref, artifacts.OciReference):
+            pulled = artifacts.pull(ref, docker_config=spec.docker_config)
+            return Version(Path(pulled.path), pulled.digest)
+        path = Path(artifacts.resolve(spec.source))
+        return Version(path, f"hf:{path.name}")
+    except ServingError:
+        raise
+    except Exception as e:  # noqa: BLE001 - artifacts' errors name the reference and the cause
+        raise AdapterError(f"cannot fetch adapter {spec.name!r} from {spec.source}: {e}") from e
+
+
+def local_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.iterdir() if p.is_file() and p.name.startswith("adapter_")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return "sha256:" + h.hexdigest()
+
+
+class AdapterRegistry:
+    def __init__(self, engine, *, base_name: str, max_adapters: int = 64, max_resident: int = 8, metrics=None,
+                 fetcher: Callable[[Spec], Version] = fetch):
+        import torch
+
+        self.engine = engine
+        self.slots = Slots(engine.runner)
+        self.base_name = base_name
+        self.max_adapters, self.max_resident = max_adapters, max_resident
+        self.metrics = metrics
+        self._fetch = fetcher
+        self._shapes = linear_shapes(engine.runner.model)
+        self._dtype = next(engine.runner.model.parameters()).dtype
+        self._budget = getattr(engine, "kv_budget", None)
+        self._lock = threading.RLock()
+        self._entries: dict[str, Entry] = {}
+        self._lru: OrderedDict[int, Entry] = OrderedDict()  # resident entries (removing ones until detached)
+        self._bytes: dict[str, int] = {}  # peft key -> bytes (engine thread)
+        self._loading: dict[str, Future] = {}
+        self._freed: Future = Future()  # done when a lease is released (a resident slot may be free)
+        self._combined: tuple[str | None, tuple] = (None, ())  # (peft key, what it was built from)
+        self._keys = itertools.count()
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapter-loader")
+
+    # -- the served set (loader thread) ---------------------------------------------------------
+    def submit(self, fn: Callable, *args) -> Future:
+        return self._loader.submit(fn, *args)
+
+    def apply(self, specs: Iterable[Any]) -> dict[str, str]:
+        """Make the registered set equal `specs`: load new ones, swap a changed digest or strength,
+        unload the rest. Returns what happened per name ("added", "updated", "unchanged",
+        "removed", or "failed: <reason>" with the old version still serving)."""
+        wanted = [Spec.of(s) for s in specs]
+        if len(wanted) > self.max_adapters:
+            raise BadRequest(f"{len(wanted)} adapters exceed max_adapters ({self.max_adapters})", param="adapters")
+        report: dict[str, str] = {}
+        names = {s.name for s in wanted}
+        for name in [n for n in self._entries if n not in names]:
+            self._unregister(name)
+            report[name] = "removed"
+        for spec in wanted:
+            report[spec.name] = self._put(spec)
+        self._rebuild_combined()
+        return report
+
+    def load_api(self, name: str, source: str) -> None:
+        """vLLM's load_lora_adapter: a 400 naming the problem leaves the set unchanged."""
+        if name == self.base_name:
+            raise AdapterError(f"lora_name {name!r} is the base model's name")
+        if name in self._entries:
+            raise BadRequest(f"The lora adapter '{name}' has already been loaded.", param="lora_name")
+        if len(self._entries) >= self.max_adapters:
+            raise BadRequest(f"max_adapters ({self.max_adapters}) adapters are already registered", param="lora_name")
+        spec = Spec(name, source, strength=0.0, combine=False)
+        version = self._fetch(spec)
+        weights = self._read(version)
+        with self._lock:
+            self._entries[name] = Entry(spec, version)
+        self._make_resident(name, weights, evict=True)
+        log.info("adapter %s loaded from %s (%s)", name, source, version.digest)
+
+    def unload(self, name: str) -> Future:
+        """Stop serving `name`: new requests get 404 now; the returned future is done once detached."""
+        if name not in self._entries:
+            raise ModelNotFound(f"The lora adapter '{name}' cannot be found.", param="lora_name")
+        e = self._unregister(name)
+        self._rebuild_combined()
+        return e.gone
+
+    def _put(self, spec: Spec) -> str:
+        old = self._entries.get(spec.name)
+        try:
+            version = self._fetch(spec)
+            same = old is not None and old.version is not None and old.version.digest == version.digest
+            weights = None if same else self._read(version)
+        except ServingError as err:
+            return self._failed(spec, old, err.message)
+        if old is None:
+            if len(self._entries) >= self.max_adapters:
+                return self._failed(spec, None, f"max_adapters ({self.max_adapters}) adapters are already registered")
+            with self._lock:
+                self._entries[spec.name] = Entry(spec, version)
+            if len(self._lru) < self.max_resident:  # a free slot: attach now, from the weights just read
+                self._make_resident(spec.name, weights, evict=False)
+            return "added"
+        changed = not same or old.spec != spec or old.reason is not None
+        old.spec, old.reason = spec, None
+        if not same:
+            self._swap(old, version, weights)
+        return "updated" if changed else "unchanged"
+
+    def _failed(self, spec: Spec, old: Entry | None, reason: str) -> str:
+        log.warning("adapter %s: %s", spec.name, reason)
+        if self.metrics is not None:
+            self.metrics.adapter_load_failures.inc()
+        if old is None:
+            if len(self._entries) < self.max_adapters:
+                with self._lock:
+                    self._entries[spec.name] = Entry(spec, None, reason=reason)
+        else:
+            old.reason = reason  # the old version keeps serving
+        return f"failed: {reason}"
+
+    def _swap(self, e: Entry, version: Version, weights: Weights) -> None:
+        """A new version of a registered adapter; its running sequences switch at the next step."""
+        if e.key is None:
+            e.version = version
+            return
+        started, old, key = time.perf_counter(), e.key, self._new_key()
+
+        def op():
+            self._attach(key, weights)
+            self.slots.route(e.name, key)
+            self._detach(old)
+        self.engine.between_steps(op).result()
+        with self._lock:
+            e.key, e.version = key, version
+        self._observe_load(started)
+
+    def _unregister(self, name: str) -> Entry:
+        with self._lock:
+            e = self._entries.pop(name)
+            e.removing = True
+            idle = e.leases == 0
+        if self.metrics is not None:
+            self.metrics.forget(name)
+        if idle:
+            self._detach_entry(e)
+        return e
+
+    def _detach_entry(self, e: Entry) -> None:
+        """Detach a removed entry (its last lease is gone)."""
+        with self._lock:
+            key, e.key = e.key, None
+            self._lru.pop(id(e), None)
+        if key is not None:
+            def op():
+                self.slots.unroute(e.name, key)
+                self._detach(key)
+            self.engine.between_steps(op).result()
+            self._gauge()
+        if not e.gone.done():
+            e.gone.set_result(None)
+
+    # -- residency --------------------------------------------------------------------------------
+    def _make_resident(self, name: str, weights: Weights | None = None, *, evict: bool = True) -> bool:
+        """Attach a registered adapter (evicting the least recently used idle one when full). False
+        when every resident adapter has running sequences: the caller waits for a release."""
+        with self._lock:
+            e = self._entries.get(name)
+            if e is None or e.key is not None or e.version is None:
+                return True  # gone, already resident or unservable: the caller looks again
+            victim = None
+            if len(self._lru) >= self.max_resident:
+                if not evict:
+                    return True
+                victim = next((v for v in self._lru.values() if v.leases == 0 and not v.removing), None)
+                if victim is None:
+                    return False
+                self._lru.pop(id(victim))
+                gone_key, victim.key = victim.key, None  # a new request for it now waits for a load
+            version = e.version
+        started = time.perf_counter()
+        try:
+            w = weights or self._read(version)
+        except ServingError as err:
+            e.reason = err.message
+            if self.metrics is not None:
+                self.metrics.adapter_load_failures.inc()
+            if victim is not None:
+                with self._lock:
+                    victim.key = gone_key
+                    self._lru[id(victim)] = victim
+            raise NotReady(f"adapter {name!r} cannot be loaded: {err.message}") from err
+        key = self._new_key()
+
+        def op():
+            if victim is not None:
+                self.slots.unroute(victim.name, gone_key)
+                self._detach(gone_key)
+            self._attach(key, w)
+            self.slots.route(name, key)
+        self.engine.between_steps(op).result()
+        with self._lock:
+            e.key = key
+            self._lru[id(e)] = e
+        if self.metrics is not None and victim is not None:
+            self.metrics.adapter_evictions.inc()
+        self._observe_load(started)
+        self._gauge()
+        return True
+
+    def _read(self, version: Version) -> Weights:
+        return read(version.path, self._shapes, self._dtype)
+
+    def _new_key(self) -> str:
+        return f"a{next(self._keys)}"  # peft module keys cannot hold the dots KAITO allows in names
+
+    # -- engine thread: attach/detach with memory accounting -----------------------------------------
+    def _attach(self, key: str, w: Weights) -> None:
+        self.slots.attach(key, w)
+        self._bytes[key] = w.nbytes
+        self._account()
+
+    def _detach(self, key: str) -> None:
+        self.slots.detach(key)
+        self._bytes.pop(key, None)
+        self._account()
+
+    def _account(self) -> None:
+        """Admission counts adapter memory: resident adapters take their bytes out of the KV budget."""
+        if self._budget is None:
+            return
+        tokens = max(1, self._budget.tokens - -(-sum(self._bytes.values()) // self._budget.bytes_per_token))
+        self.engine.kv_tokens = self.engine.scheduler.kv_tokens = tokens
+
+    # -- /chat's combination --------------------------------------------------------------------
+    def _rebuild_combined(self) -> None:
+        members = [e for e in self._entries.values() if e.spec.combine and e.spec.strength > 0 and e.version]
+        built = tuple((e.name, e.version.digest, e.spec.strength) for e in members)
+        old_key, old_built = self._combined
+        if built == old_built:
+            return
+        temps = {e.name: (self._new_key(), self._read(e.version)) for e in members if e.key is None}
+        key = self._new_key() if members else None
+
+        def op():
+            parts, total = [], 0
+            for e in members:  # the non-resident members attach only for the combination
+                if e.name in temps:
+                    k, w = temps[e.name]
+                    self.slots.attach(k, w)
+                    total += w.nbytes
+                else:
+                    k = e.key
+                    total += self._bytes.get(k, 0)
+                parts.append((k, e.spec.strength))
+            if key is not None:
+                self.slots.combine(key, parts)
+                self._bytes[key] = total
+            self.slots.route(COMBINED, key)
+            for k, _ in temps.values():
+                self.slots.detach(k)
+            if old_key is not None:
+                self._detach(old_key)
+            self._account()
+        self.engine.between_steps(op).result()
+        self._combined = (key, built)
+
+    # -- requests (event loop) -------------------------------------------------------------------
+    def lookup(self, name: str) -> Entry | None:
+        e = self._entries.get(name)
+        if e is not None and e.version is None:
+            raise ModelNotFound(f"adapter {name!r} is unavailable: {e.reason}", param="model")
+        return e
+
+    async def acquire(self, name: str) -> Callable[[], None]:
+        """Hold `name` resident while a request runs on it (waiting for its load); returns the release."""
+        while True:
+            with self._lock:
+                e = self._entries.get(name)
+                if e is None or e.version is None:
+                    raise ModelNotFound(f"model {name!r} does not exist", param="model")
+                if e.key is not None:
+                    e.leases += 1
+                    self._lru.move_to_end(id(e))
+                    return lambda: self._release(e)
+                loading = self._loading.get(name)
+                if loading is None or loading.done():
+                    loading = self._loading[name] = self._loader.submit(self._make_resident, name)
+                freed = self._freed
+            if not await asyncio.shield(asyncio.wrap_future(loading)):
+                await asyncio.shield(asyncio.wrap_future(freed))
+
+    def _release(self, e: Entry) -> None:
+        with self._lock:
+            e.leases -= 1
+            freed, self._freed = self._freed, Future()
+            last = e.removing and e.leases == 0
+        freed.set_result(None)
+        if last:
+            self._loader.submit(self._detach_entry, e)
+
+    # -- reporting -------------------------------------------------------------------------------
+    def cards(self) -> list[ModelCard]:
+        with self._lock:
+            entries = list(self._entries.values())
+        return [ModelCard(id=e.name, parent=self.base_name, source=e.spec.source,
+                          digest=e.version.digest if e.version else None,
+                          available=e.reason is None, reason=e.reason) for e in entries]
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def resident(self) -> list[str]:
+        with self._lock:
+            return [e.name for e in self._lru.values() if not e.removing]
+
+    def _observe_load(self, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.adapter_load_seconds.observe(time.perf_counter() - started)
+
+    def _gauge(self) -> None:
+        if self.metrics is not None:
+            self.metrics.adapters_resident.set(len(self._lru))
+
+    def shutdown(self) -> None:
+        self._loader.shutdown(wait=False, cancel_futures=True)
