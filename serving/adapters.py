@@ -401,6 +401,19 @@ class AdapterRegistry:
                           digest=e.version.digest if e.version else None,
                           available=e.reason is None, reason=e.reason) for e in entries]
 
+    def mark(self, name: str, reason: str | None, *, clears: str | None = None) -> None:
+        """A problem found outside a fetch (its tag could not be re-resolved): the loaded version keeps
+        serving, shown unavailable with `reason` in /v1/models. `reason=None, clears=R` takes back R only,
+        never a fetch failure recorded since."""
+        with self._lock:
+            e = self._entries.get(name)
+            if e is None or e.version is None:
+                return
+            if reason is not None:
+                e.reason = reason
+            elif e.reason == clears:
+                e.reason = None
+
     def names(self) -> list[str]:
         return list(self._entries)
 

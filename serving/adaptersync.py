@@ -64,18 +64,23 @@ class HotArgs:
 
 
 class AdapterSync:
-    """`apply` is `Service.apply_adapters`; `ready` says whether the engine can take adapters now;
-    `on_resolve_failure(name, reason)` reports a tag that could not be resolved (metrics, /v1/models)."""
+    """`apply` is `Service.apply_adapters`; `ready` says whether the engine can take adapters now.
+    `on_resolve_failure(name, reason)` is called for every failed resolution (a metric);
+    `on_problem(name, problem, previous)` after each round for every problem that appeared
+    (`problem` set) or went away (`problem` None, `previous` the one it takes back): /v1/models."""
 
     def __init__(self, static: dict[str, Any], apply: Callable[[list[Any]], Awaitable[Any]], *,
                  ready: Callable[[], bool], resolve: Resolver = default_resolver,
                  on_resolve_failure: Callable[[str, str], None] | None = None,
+                 on_problem: Callable[[str, str | None, str | None], None] | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self._static = dict(static)
         self._apply = apply
         self._ready = ready
         self._resolve = resolve
         self._on_failure = on_resolve_failure
+        self._on_problem = on_problem
+        self._reported: dict[str, str] = {}  # problems as last handed to on_problem
         self._clock = clock
         self._desired: HotArgs | None = None
         self._resolve_now = False
@@ -163,12 +168,23 @@ class AdapterSync:
         specs = await self._specs(d, resolve=due)
         if due:
             self._schedule()
-        if specs == self.applied:
-            return False
-        log.info("applying adapters: %s", ", ".join(f"{a.name}={a.source}" for a in specs) or "(none)")
-        await self._apply(specs)
-        self.applied = specs
-        return True
+        changed = specs != self.applied
+        if changed:
+            log.info("applying adapters: %s", ", ".join(f"{a.name}={a.source}" for a in specs) or "(none)")
+            await self._apply(specs)
+            self.applied = specs
+        self._report()  # after the apply, which clears an entry's older reason
+        return changed
+
+    def _report(self) -> None:
+        if self._on_problem is None:
+            return
+        for name in self._reported.keys() - self.problems.keys():
+            self._on_problem(name, None, self._reported[name])
+        for name, problem in self.problems.items():
+            if self._reported.get(name) != problem:
+                self._on_problem(name, problem, None)
+        self._reported = dict(self.problems)
 
     async def _specs(self, d: HotArgs, *, resolve: bool) -> list[Any]:
         out = []
@@ -192,8 +208,8 @@ class AdapterSync:
             digest = await asyncio.to_thread(self._resolve, tag)
         except Exception as e:  # noqa: BLE001 - any failure keeps the digest being served
             reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            self.problems[name] = reason
             kept = self._digests.get(tag)
+            self.problems[name] = f"cannot re-resolve {tag}: {reason}" + (f"; serving {kept}" if kept else "")
             log.warning("cannot resolve adapter %s (%s): %s; %s", name, tag, reason,
                         f"still serving {kept[:19]}" if kept else "it stays unpinned")
             if self._on_failure is not None:

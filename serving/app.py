@@ -44,7 +44,8 @@ class ModelServer:
         """Serve calls this with the hot keys: once at start, then on every change. It returns at once
         (Serve routes nothing to a replica inside reconfigure()); the adapters follow in the background."""
         if self.sync is None:
-            self.sync = AdapterSync(self.args, self._apply_adapters, ready=self._engine_ready)
+            self.sync = AdapterSync(self.args, self._apply_adapters, ready=self._engine_ready,
+                                    on_resolve_failure=self._count_resolve_failure, on_problem=self._mark)
             specs = await self.sync.initial(user_config)
             args = parse_args({**self.args, **user_config, "adapters": [s.model_dump() for s in specs]})
             self.service = install(Service(args, background=True))
@@ -57,6 +58,15 @@ class ModelServer:
 
     async def _apply_adapters(self, specs: list) -> None:
         await self.service.apply_adapters(specs)
+
+    def _count_resolve_failure(self, _name: str, _reason: str) -> None:
+        if self.service is not None:
+            self.service.metrics.adapter_resolve_failures.inc()
+
+    def _mark(self, name: str, problem: str | None, previous: str | None) -> None:
+        # the loaded version keeps serving; /v1/models shows it unavailable, with why
+        if self.service is not None and self.service.adapters is not None:
+            self.service.adapters.mark(name, problem, clears=previous)
 
     def check_health(self) -> None:
         # a replica whose model failed to load is unhealthy, so Serve replaces it

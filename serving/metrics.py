@@ -33,6 +33,8 @@ class Metrics:
                                          registry=r)
         self.adapter_load_failures = Counter("kaito_adapter_load_failures", "adapter fetches or loads that failed",
                                              registry=r)
+        self.adapter_resolve_failures = Counter("kaito_adapter_resolve_failures", "adapter tag re-resolutions that "
+                                                "failed (the digest already served stays)", registry=r)
         self.running = Gauge("kaito_running_sequences", "sequences in the running batch", registry=r)
         self.queued = Gauge("kaito_queued_sequences", "sequences waiting to join the batch", registry=r)
 

@@ -109,7 +109,8 @@ def test_a_new_tuning_run_under_the_same_tag_is_served_live_after_a_refresh_bump
             time.sleep(0.5)
         assert new != old, "the second run's adapter answers differently"
         assert loop.failures == [] and loop.answers, loop.failures[:3]
-        assert set(loop.answers) <= {old, new}
+        # a request running across the swap switches at a step boundary: its text may mix both versions
+        assert loop.answers[0] == old and loop.answers[-1] == new, (old, new, loop.answers[0], loop.answers[-1])
         assert replica_pids("default") == pids, "no restart: the same replica process serves the new adapter"
 
     out = run_up(cache, port, "-f", str(ws), "--adapter-resolve-interval", "0", check=check)

@@ -36,14 +36,15 @@ class Registry:
         return self.tags[tag]
 
 
-def make(registry, clock=None, static=STATIC, ready=True):
+def make(registry, clock=None, static=STATIC, ready=True, marks=None):
     applied, failures = [], []
 
     async def apply(specs):
         applied.append([(s.name, s.source, s.strength) for s in specs])
 
     sync = AdapterSync(static, apply, ready=lambda: ready, resolve=registry,
-                       on_resolve_failure=lambda n, r: failures.append((n, r)), clock=clock or Clock())
+                       on_resolve_failure=lambda n, r: failures.append((n, r)),
+                       on_problem=None if marks is None else lambda *a: marks.append(a), clock=clock or Clock())
     return sync, applied, failures
 
 
@@ -102,22 +103,26 @@ def test_a_refresh_bump_resolves_at_once_and_an_unchanged_digest_applies_nothing
 
 
 def test_a_failed_resolution_keeps_the_served_digest_and_is_reported():
-    reg, clock = Registry({TAG: D1}), Clock()
-    sync, applied, failures = make(reg, clock)
+    reg, clock, marks = Registry({TAG: D1}), Clock(), []
+    sync, applied, failures = make(reg, clock, marks=marks)
+    problem = f"cannot re-resolve {TAG}: cannot reach registry 127.0.0.1:5000; serving {D1}"
 
     async def scenario():
         await sync.initial(adapters(("cap", TAG, 1.0)))
         reg.down, reg.tags[TAG] = True, D2
         assert sync.submit({**adapters(("cap", TAG, 0.5)), "adapter_refresh": "x"})
         assert await sync.round()  # the strength change applies, on the digest already served
-        assert sync.problems == {"cap": "cannot reach registry 127.0.0.1:5000"}
+        assert sync.problems == {"cap": problem} and marks == [("cap", problem, None)]
+        clock.now += 31
+        assert not await sync.round()  # still down: counted again, reported once
         reg.down = False
         clock.now += 31
         assert await sync.round()
         assert sync.problems == {}
 
     asyncio.run(scenario())
-    assert failures == [("cap", "cannot reach registry 127.0.0.1:5000")]
+    assert failures == [("cap", "cannot reach registry 127.0.0.1:5000")] * 2
+    assert marks == [("cap", problem, None), ("cap", None, problem)]
     assert applied == [[("cap", f"{TAG}@{D1}", 0.5)], [("cap", f"{TAG}@{D2}", 0.5)]]
 
 
