@@ -64,20 +64,27 @@ def head(config: str) -> int:
     serve.start(proxy_location=cfg.get("proxy_location", "EveryNode"),
                 http_options={"host": http.get("host", "0.0.0.0"), "port": http.get("port", SERVE_PORT)})
     from .deploy import deploy
-    from .reload import ConfigReloader, FileWatch
 
     deploy(cfg)  # raises (the pod restarts) when the application does not come up
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    reloader = ConfigReloader(cfg, load=lambda _text: load_serve_config(config).dump(),
-                              deploy=lambda new: deploy(new, wait_s=60), what=config)
-    FileWatch(config, reloader).start(stop)
+    watch_config(config, cfg, stop)
     stop.wait()
     serve.shutdown()
     ray.shutdown()
     subprocess.run(["ray", "stop"], check=False)
     return 0
+
+
+def watch_config(path: str, deployed: dict, stop: threading.Event) -> threading.Thread:
+    """Apply live edits of the mounted Serve config (`deployed` is what runs) until `stop` is set."""
+    from .deploy import deploy
+    from .reload import ConfigReloader, FileWatch
+
+    reloader = ConfigReloader(deployed, load=lambda _text: load_serve_config(path).dump(),
+                              deploy=lambda new: deploy(new, wait_s=60), what=path)
+    return FileWatch(path, reloader).start(stop)
 
 
 def worker(address: str) -> int:

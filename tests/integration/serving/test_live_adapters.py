@@ -104,6 +104,59 @@ def test_an_adapter_edit_is_applied_by_reconfigure_on_the_same_replica(server, m
     wait_for(lambda: replica_pids(APP) and replica_pids(APP) != before, 60, "a new replica")
 
 
+def configmap_volume(root: Path, config: dict, version: int) -> Path:
+    """Write the Serve config the way the kubelet updates a ConfigMap volume: a new timestamped directory,
+    then an atomic swap of the `..data` symlink; the mounted file is a symlink through `..data`."""
+    import os
+
+    import yaml
+
+    data = root / f"..2026_12_01_22_00_{version:02d}"
+    data.mkdir()
+    (data / "serve_config.yaml").write_text(yaml.safe_dump(config))
+    os.symlink(data.name, root / "..data_tmp")
+    os.replace(root / "..data_tmp", root / "..data")
+    mounted = root / "serve_config.yaml"
+    if not mounted.is_symlink():
+        os.symlink("..data/serve_config.yaml", mounted)
+    return mounted
+
+
+def test_the_head_applies_a_configmap_update_live_and_leaves_restart_keys_alone(server, models, tmp_path, caplog):
+    import logging
+    import threading
+
+    from serving.cluster import load_config, watch_config
+    from serving.deploy import deploy
+
+    base, adapters = models
+    mounted = configmap_volume(tmp_path, serve_config(base, [{"name": "one", "source": str(adapters[1])}]), 1)
+    cfg = load_config(str(mounted))
+    deploy(cfg)
+    wait_for(lambda: server.get("/healthz").status_code == 200 and list(models_listed(server)) == [NAME, "one"],
+             120, "the first set")
+    pids = replica_pids(APP)
+    stop = threading.Event()
+    watch_config(str(mounted), cfg, stop)
+    try:
+        started = time.monotonic()
+        configmap_volume(tmp_path, serve_config(base, [{"name": "one", "source": str(adapters[1])},
+                                                       {"name": "three", "source": str(adapters[3])}]), 2)
+        wait_for(lambda: list(models_listed(server)) == [NAME, "one", "three"], 10, "the added adapter")
+        complete(server, "three")
+        assert time.monotonic() - started <= 5
+        with caplog.at_level(logging.WARNING, logger="serving.reload"):
+            configmap_volume(tmp_path, serve_config(base, [], max_batch_size=2), 3)
+            wait_for(lambda: any("not applied live" in r.getMessage() for r in caplog.records), 10, "the warning")
+        [warning] = [r.getMessage() for r in caplog.records if "not applied live" in r.getMessage()]
+        assert "applications[live].args.max_batch_size need new replicas" in warning, warning
+        time.sleep(1.5)
+        assert list(models_listed(server)) == [NAME, "one", "three"]  # nothing of that version applied
+        assert replica_pids(APP) == pids
+    finally:
+        stop.set()
+
+
 def test_a_new_digest_under_the_tag_is_served_live_and_no_request_fails(server, models, registry):
     from serving.deploy import deploy
 
