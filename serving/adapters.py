@@ -164,8 +164,12 @@ class AdapterRegistry:
         if len(self._entries) >= self.max_adapters:
             raise BadRequest(f"max_adapters ({self.max_adapters}) adapters are already registered", param="lora_name")
         spec = Spec(name, source, strength=0.0, combine=False)
-        version = self._fetch(spec)
-        weights = self._read(version)
+        try:
+            version = self._fetch(spec)
+            weights = self._read(version)
+        except ServingError:
+            self._count_failure()
+            raise
         with self._lock:
             self._entries[name] = Entry(spec, version)
         self._make_resident(name, weights, evict=True)
@@ -195,16 +199,19 @@ class AdapterRegistry:
             if len(self._lru) < self.max_resident:  # a free slot: attach now, from the weights just read
                 self._make_resident(spec.name, weights, evict=False)
             return "added"
+        if not same:
+            try:
+                self._swap(old, version, weights)
+            except Exception as err:  # noqa: BLE001 - peft refused the weights: the old version serves on
+                log.exception("adapter %s: swap failed", spec.name)
+                return self._failed(spec, old, f"cannot attach the new version: {err}")
         changed = not same or old.spec != spec or old.reason is not None
         old.spec, old.reason = spec, None
-        if not same:
-            self._swap(old, version, weights)
         return "updated" if changed else "unchanged"
 
     def _failed(self, spec: Spec, old: Entry | None, reason: str) -> str:
         log.warning("adapter %s: %s", spec.name, reason)
-        if self.metrics is not None:
-            self.metrics.adapter_load_failures.inc()
+        self._count_failure()
         if old is None:
             if len(self._entries) < self.max_adapters:
                 with self._lock:
@@ -285,8 +292,7 @@ class AdapterRegistry:
             w = weights or self._read(version)
         except ServingError as err:
             e.reason = err.message
-            if self.metrics is not None:
-                self.metrics.adapter_load_failures.inc()
+            self._count_failure()
             if victim is not None:
                 with self._lock:
                     victim.key = gone_key
@@ -423,6 +429,10 @@ class AdapterRegistry:
     def resident(self) -> list[str]:
         with self._lock:
             return [e.name for e in self._lru.values() if not e.removing]
+
+    def _count_failure(self) -> None:
+        if self.metrics is not None:
+            self.metrics.adapter_load_failures.inc()
 
     def _observe_load(self, started: float) -> None:
         if self.metrics is not None:
