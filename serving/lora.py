@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from .errors import BadRequest
+from .facade import BASE
 
 log = logging.getLogger(__name__)
 
-BASE = "__base__"  # peft's name for "no adapter" in a mixed batch (adapter_names=)
 _CONFIG = "adapter_config.json"
 _WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
