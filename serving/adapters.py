@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from contract.serveargs import DEFAULT_STRENGTH
+
 from .errors import BadRequest, ModelNotFound, NotReady, ServingError
 from .facade import ModelCard
 from .lora import AdapterError, Slots, Weights, linear_shapes, read
@@ -46,7 +48,7 @@ class Spec:
     """One wanted adapter (the fields of contract.serveargs.AdapterArg)."""
     name: str
     source: str
-    strength: float = 1.0
+    strength: float = DEFAULT_STRENGTH
     docker_config: str | None = None
     combine: bool = True  # a member of /chat's combination (the Workspace's adapters are; API loads are not)
 
@@ -55,7 +57,7 @@ class Spec:
         if isinstance(arg, Spec):
             return arg
         get = arg.get if isinstance(arg, dict) else (lambda k, d=None: getattr(arg, k, d))
-        return cls(name=get("name"), source=get("source"), strength=float(get("strength", 1.0)),
+        return cls(name=get("name"), source=get("source"), strength=float(get("strength", DEFAULT_STRENGTH)),
                    docker_config=get("docker_config"))
 
 
@@ -113,7 +115,6 @@ def local_digest(path: Path) -> str:
 class AdapterRegistry:
     def __init__(self, engine, *, base_name: str, max_adapters: int = 64, max_resident: int = 8, metrics=None,
                  fetcher: Callable[[Spec], Version] = fetch):
-        import torch
 
         self.engine = engine
         self.slots = Slots(engine.runner)
@@ -128,7 +129,6 @@ class AdapterRegistry:
         self._entries: dict[str, Entry] = {}
         self._lru: OrderedDict[int, Entry] = OrderedDict()  # resident entries (removing ones until detached)
         self._bytes: dict[str, int] = {}  # peft key -> bytes (engine thread)
-        self._loading: dict[str, Future] = {}
         self._freed: Future = Future()  # done when a lease is released (a resident slot may be free)
         self._combined: tuple[str | None, tuple] = (None, ())  # (peft key, what it was built from)
         self._keys = itertools.count()
@@ -164,8 +164,12 @@ class AdapterRegistry:
         if len(self._entries) >= self.max_adapters:
             raise BadRequest(f"max_adapters ({self.max_adapters}) adapters are already registered", param="lora_name")
         spec = Spec(name, source, strength=0.0, combine=False)
-        version = self._fetch(spec)
-        weights = self._read(version)
+        try:
+            version = self._fetch(spec)
+            weights = self._read(version)
+        except ServingError:
+            self._count_failure()
+            raise
         with self._lock:
             self._entries[name] = Entry(spec, version)
         self._make_resident(name, weights, evict=True)
@@ -195,16 +199,19 @@ class AdapterRegistry:
             if len(self._lru) < self.max_resident:  # a free slot: attach now, from the weights just read
                 self._make_resident(spec.name, weights, evict=False)
             return "added"
+        if not same:
+            try:
+                self._swap(old, version, weights)
+            except Exception as err:  # noqa: BLE001 - peft refused the weights: the old version serves on
+                log.exception("adapter %s: swap failed", spec.name)
+                return self._failed(spec, old, f"cannot attach the new version: {err}")
         changed = not same or old.spec != spec or old.reason is not None
         old.spec, old.reason = spec, None
-        if not same:
-            self._swap(old, version, weights)
         return "updated" if changed else "unchanged"
 
     def _failed(self, spec: Spec, old: Entry | None, reason: str) -> str:
         log.warning("adapter %s: %s", spec.name, reason)
-        if self.metrics is not None:
-            self.metrics.adapter_load_failures.inc()
+        self._count_failure()
         if old is None:
             if len(self._entries) < self.max_adapters:
                 with self._lock:
@@ -255,20 +262,28 @@ class AdapterRegistry:
             e.gone.set_result(None)
 
     # -- residency --------------------------------------------------------------------------------
-    def _make_resident(self, name: str, weights: Weights | None = None, *, evict: bool = True) -> bool:
-        """Attach a registered adapter (evicting the least recently used idle one when full). False
-        when every resident adapter has running sequences: the caller waits for a release."""
+    def _make_resident(self, name: str, weights: Weights | None = None, *, evict: bool = True,
+                       lease: bool = False) -> tuple[str, Entry | None]:
+        """Attach a registered adapter, evicting the least recently used idle one when full. With
+        `lease` the caller holds it from then on, so no other load evicts it before its request runs.
+        -> ("leased" | "resident" | "skipped" (full and not `evict`) | "full" (every resident adapter
+        has running requests: wait for a release) | "retry" (gone or unservable: look again), entry)."""
         with self._lock:
             e = self._entries.get(name)
-            if e is None or e.key is not None or e.version is None:
-                return True  # gone, already resident or unservable: the caller looks again
+            if e is None or e.version is None:
+                return "retry", None
+            if e.key is not None:
+                if lease:
+                    e.leases += 1
+                    self._lru.move_to_end(id(e))
+                return ("leased" if lease else "resident"), e
             victim = None
             if len(self._lru) >= self.max_resident:
                 if not evict:
-                    return True
+                    return "skipped", e
                 victim = next((v for v in self._lru.values() if v.leases == 0 and not v.removing), None)
                 if victim is None:
-                    return False
+                    return "full", e
                 self._lru.pop(id(victim))
                 gone_key, victim.key = victim.key, None  # a new request for it now waits for a load
             version = e.version
@@ -277,8 +292,7 @@ class AdapterRegistry:
             w = weights or self._read(version)
         except ServingError as err:
             e.reason = err.message
-            if self.metrics is not None:
-                self.metrics.adapter_load_failures.inc()
+            self._count_failure()
             if victim is not None:
                 with self._lock:
                     victim.key = gone_key
@@ -296,11 +310,12 @@ class AdapterRegistry:
         with self._lock:
             e.key = key
             self._lru[id(e)] = e
+            e.leases += lease
         if self.metrics is not None and victim is not None:
             self.metrics.adapter_evictions.inc()
         self._observe_load(started)
         self._gauge()
-        return True
+        return ("leased" if lease else "resident"), e
 
     def _read(self, version: Version) -> Weights:
         return read(version.path, self._shapes, self._dtype)
@@ -377,11 +392,18 @@ class AdapterRegistry:
                     e.leases += 1
                     self._lru.move_to_end(id(e))
                     return lambda: self._release(e)
-                loading = self._loading.get(name)
-                if loading is None or loading.done():
-                    loading = self._loading[name] = self._loader.submit(self._make_resident, name)
                 freed = self._freed
-            if not await asyncio.shield(asyncio.wrap_future(loading)):
+            # each waiting request asks for its own load-and-lease; the loader thread runs them in order
+            load = self._loader.submit(self._make_resident, name, lease=True)
+            try:
+                outcome, entry = await asyncio.shield(asyncio.wrap_future(load))
+            except asyncio.CancelledError:  # the client left: give back the lease the loader takes for it
+                load.add_done_callback(lambda f: not f.exception() and f.result()[0] == "leased"
+                                       and self._release(f.result()[1]))
+                raise
+            if outcome == "leased":
+                return lambda: self._release(entry)
+            if outcome == "full":
                 await asyncio.shield(asyncio.wrap_future(freed))
 
     def _release(self, e: Entry) -> None:
@@ -420,6 +442,10 @@ class AdapterRegistry:
     def resident(self) -> list[str]:
         with self._lock:
             return [e.name for e in self._lru.values() if not e.removing]
+
+    def _count_failure(self) -> None:
+        if self.metrics is not None:
+            self.metrics.adapter_load_failures.inc()
 
     def _observe_load(self, started: float) -> None:
         if self.metrics is not None:

@@ -12,7 +12,6 @@ from typing import Any
 from contract.serveargs import ServeArgs, ServeArgsError
 
 from .errors import BadRequest
-from .loading import AdapterSpec
 
 
 class ConfigError(BadRequest):
@@ -37,10 +36,6 @@ class ResolvedArgs:
     chat_template: str | None
     trust_remote_code: bool
     device: str
-
-    @property
-    def adapters(self) -> list[AdapterSpec]:
-        return [AdapterSpec(a.name, a.source, a.strength) for a in self.args.adapters]
 
 
 def resolve(args: ServeArgs, *, cuda_available: bool = False) -> ResolvedArgs:

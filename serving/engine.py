@@ -82,7 +82,7 @@ class Engine:
         budget = kvbudget.plan(loaded.model.config, dtype.itemsize, loaded.device, kv_cache_bytes)
         prefixes = PrefixCache(budget.prefix_bytes, prefix_min_tokens) if prefix_cache else None
         runner = BatchRunner(loaded.model, pad_token_id=tok.pad_token_id, device=loaded.device,
-                             adapter_names=loaded.peft_adapter_map(), prefix_cache=prefixes)
+                             prefix_cache=prefixes)  # adapters attach at runtime (serving/adapters.py)
         kw.setdefault("prefill_chunk", PREFILL_CHUNK["cuda" if str(loaded.device).startswith("cuda") else "cpu"])
         kw.setdefault("kv_tokens", budget.tokens)
         eos = _eos_ids(loaded)

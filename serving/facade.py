@@ -14,7 +14,9 @@ from typing import AsyncIterator, Protocol
 from .protocol import ChatCompletionRequest, CompletionRequest, KaitoChatRequest
 from .scheduler import SamplingParams
 
-__all__ = ["Facade", "Job", "ModelCard", "DeltaLike"]
+__all__ = ["Facade", "Job", "ModelCard", "DeltaLike", "BASE"]
+
+BASE = "__base__"  # Job.adapter for the base weights (peft's name for "no adapter" in a mixed batch)
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,7 @@ class Job:
     prompt_ids: list[int]
     params: SamplingParams
     model: str  # the served name it addresses (base or adapter): the answer's `model` and the metrics label
-    adapter: str | None  # the engine's adapter key: None = /chat's combined adapter, else a served name
+    adapter: str | None  # the engine's adapter key: None = /chat's combined adapter, BASE, or an adapter's name
     n: int = 1
     empty: bool = False  # nothing to generate (KAITO's max_length already reached by the prompt)
 

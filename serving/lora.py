@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .errors import BadRequest
+from .facade import BASE
 
 log = logging.getLogger(__name__)
 
-BASE = "__base__"  # peft's name for "no adapter" in a mixed batch (adapter_names=)
 _CONFIG = "adapter_config.json"
 _WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
@@ -137,7 +138,9 @@ class Slots:
     def _drop(self, model, key: str) -> None:
         self.keys.discard(key)
         if self.keys:
-            model.delete_adapter(key)
+            with warnings.catch_warnings():  # "adapter X was active": we never use peft's active adapter
+                warnings.filterwarnings("ignore", message="Adapter .* was active")
+                model.delete_adapter(key)
         else:  # the last one: back to the plain model (peft keeps no adapter-less state)
             self.runner.model = self.base = model.unload()
 

@@ -15,19 +15,20 @@ import logging
 import os
 import threading
 import time
-from typing import Any, AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
 
 from contract.serveargs import ADAPTER_API_TOKEN_ENV
 
-from .adapters import AdapterRegistry
 from .config import ResolvedArgs, ServeArgs, parse_args, resolve
 from .engine import Engine
 from .errors import BadRequest, ModelNotFound, NotReady, Unauthorized
-from .facade import Job, ModelCard
+from .facade import BASE, Job, ModelCard
 from .loading import LoadedModel, load_model
-from .lora import BASE
 from .metrics import Metrics
 from .protocol import ChatCompletionRequest, CompletionRequest, KaitoChatRequest
+
+if TYPE_CHECKING:
+    from .adapters import AdapterRegistry
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class Service:
 
     def load(self) -> None:
         import torch
+
+        from .adapters import AdapterRegistry  # torch and peft: only once a model loads
 
         r = self.resolved = resolve(self.args, cuda_available=torch.cuda.is_available())
         # Ray sets OMP_NUM_THREADS to the actor's num_cpus (1 by default), which would leave a CPU

@@ -29,7 +29,7 @@ def server(tmp_path_factory, port):
     beta = build_adapter(phi3, root / "beta", seed=2)
     ray_local.start(port=port, num_cpus=2)
     try:
-        serve.run(build({"model": str(phi3), "served_model_name": NAME, "max_batch_size": 16,
+        serve.run(build({"model": str(phi3), "served_model_name": NAME, "max_batch_size": 16, "adapter_api": True,
                          "adapters": [{"name": "alpha", "source": str(alpha), "strength": 1.0},
                                       {"name": "beta", "source": str(beta), "strength": 0.0}]}),
                   name="main", route_prefix="/")
@@ -45,6 +45,7 @@ def server(tmp_path_factory, port):
                 time.sleep(0.5)
             else:
                 pytest.fail(f"apps not ready: {ready}")
+            c.adapter_dirs = {"alpha": alpha, "beta": beta}
             yield c
     finally:
         ray_local.stop()
@@ -203,3 +204,21 @@ def test_clients_that_go_away_are_counted_as_disconnects_not_5xx(server, port):
     statuses = _samples(server, "/small", "kaito_requests_total")
     assert not [k for k in statuses if 'status="5' in k], statuses
     assert _gauge(server, "/small", "kaito_running_sequences") == 0  # the stream's sequence was cancelled
+
+
+def test_an_adapter_loaded_through_the_vllm_api_serves_at_once_and_unloads(server):
+    """On a running Ray Serve replica: load (vLLM's API, a local directory), answer, list, unload."""
+    beta = str(server.adapter_dirs["beta"])
+    r = server.post("/v1/load_lora_adapter", json={"lora_name": "gamma", "lora_path": beta})
+    assert r.status_code == 200, r.text
+    listed = {m["id"]: m for m in server.get("/v1/models").json()["data"]}
+    assert listed["gamma"]["source"] == beta and listed["gamma"]["digest"] == listed["beta"]["digest"]
+    body = {"prompt": "The quick brown", "max_tokens": 6, "temperature": 0}
+    same = [server.post("/v1/completions", json={**body, "model": m}).json()["choices"][0]["text"]
+            for m in ("gamma", "beta")]
+    assert same[0] == same[1]  # the same weights under another name
+    bad = server.post("/v1/load_lora_adapter", json={"lora_name": "bad", "lora_path": "/nonexistent"})
+    assert bad.status_code == 400 and "does not exist" in bad.json()["error"]["message"]
+    assert server.post("/v1/unload_lora_adapter", json={"lora_name": "gamma"}).status_code == 200
+    assert server.post("/v1/completions", json={**body, "model": "gamma"}).status_code == 404
+    assert "gamma" not in {m["id"] for m in server.get("/v1/models").json()["data"]}

@@ -5,12 +5,17 @@ delivery library, then loaded through the serving paths that take sources (not l
 """
 from __future__ import annotations
 
+import asyncio
+
 import torch
 import yaml
 
 import artifacts
+from serving.adapters import AdapterRegistry
 from serving.cli import workspace_args
-from serving.loading import AdapterSpec, load_model
+from serving.engine import Engine
+from serving.loading import load_model
+from serving.scheduler import SamplingParams
 from tinymodel import build_adapter
 from tinymodel import build_tiny_model
 from tests.support.registry import registry_fixture
@@ -18,13 +23,20 @@ from tests.support.registry import registry_fixture
 registry = registry_fixture()
 
 
-def _greedy(loaded, adapter=None) -> list[int]:
+def _greedy(loaded) -> list[int]:
     model, tok = loaded.model, loaded.tokenizer
     ids = tok("Kubernetes schedules pods", return_tensors="pt")
-    kwargs = {"adapter_names": [loaded.peft_adapter_map()[adapter]]} if adapter else {}
     with torch.inference_mode():
-        out = model.generate(**ids, max_new_tokens=8, do_sample=False, **kwargs)
+        out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     return out[0, ids["input_ids"].shape[1]:].tolist()
+
+
+def _engine_text(engine, tok, adapter) -> str:
+    async def run():
+        ids = tok("Kubernetes schedules pods")["input_ids"]
+        return "".join([d.text async for d in await engine.generate(ids, SamplingParams(max_tokens=8, temperature=0),
+                                                                    adapter=adapter)])
+    return asyncio.run(run())
 
 
 def test_model_and_adapter_from_oci(registry, tmp_path, monkeypatch):
@@ -50,6 +62,13 @@ def test_model_and_adapter_from_oci(registry, tmp_path, monkeypatch):
     args = workspace_args(str(ws))
     [spec] = args["adapters"]
     assert spec == {"name": "sql", "source": registry.ref("adapters/sql", "1"), "strength": 0.5}
-    local_adapter = str(artifacts.resolve(spec["source"]))  # what the replica's fetch does
-    with_adapter = load_model(registry.ref("models/tiny", "1"), adapters=[AdapterSpec("sql", local_adapter, 0.5)])
-    assert _greedy(with_adapter, "sql") != _greedy(from_oci)
+    # the replica fetches the adapter itself, through the node cache, and reports its digest
+    engine = Engine.from_loaded(from_oci)
+    try:
+        adapters = AdapterRegistry(engine, base_name="tiny")
+        assert adapters.submit(adapters.apply, args["adapters"]).result() == {"sql": "added"}
+        [card] = adapters.cards()
+        assert card.source == spec["source"] and card.digest.startswith("sha256:") and card.available
+        assert _engine_text(engine, from_oci.tokenizer, "sql") != _engine_text(engine, from_oci.tokenizer, "__base__")
+    finally:
+        engine.shutdown()

@@ -19,6 +19,16 @@ def llama_adapters(tiny_models, tmp_path_factory):
             for name, seed in (("alpha", 1), ("beta", 2))}
 
 
+def attach_adapters(engine, specs, **kw):
+    """Give a running engine adapters the way a Service does (serving.adapters); returns the registry.
+    `specs`: (name, directory, strength) triples."""
+    from serving.adapters import AdapterRegistry
+
+    registry = AdapterRegistry(engine, base_name="base", **kw)
+    registry.submit(registry.apply, [{"name": n, "source": str(p), "strength": s} for n, p, s in specs]).result()
+    return registry
+
+
 SMALL_CONTEXT = 64
 
 

@@ -12,7 +12,7 @@ from serving.errors import BadRequest, ContextLengthExceeded, ModelNotFound, Not
 from serving.facade import Job, ModelCard
 from serving.scheduler import SamplingParams
 
-BASE = "fake"
+BASE_NAME = "fake"
 CONTEXT = 64
 
 
@@ -26,16 +26,16 @@ class Delta:
 
 @dataclass
 class FakeFacade:
-    model_name: str = BASE
+    model_name: str = BASE_NAME
     stream_interval_s: float = 0.0
     adapter_api: bool = False
     token: str | None = None
     ready: bool = True
     busy: bool = False  # generate() answers 429
     endless: bool = False  # streams never finish (until the reader leaves)
-    answers: dict[str, str] = field(default_factory=lambda: {BASE: "hello world", "alpha": "ALPHA", None: "chat"})
+    answers: dict[str, str] = field(default_factory=lambda: {BASE_NAME: "hello world", "alpha": "ALPHA", None: "chat"})
     cards: list[ModelCard] = field(default_factory=lambda: [
-        ModelCard(BASE, None, BASE), ModelCard("alpha", BASE, "/adapters/alpha", "sha256:aa")])
+        ModelCard(BASE_NAME, None, BASE_NAME), ModelCard("alpha", BASE_NAME, "/adapters/alpha", "sha256:aa")])
     jobs: list[Job] = field(default_factory=list)
     closed: int = 0  # streams the API closed
     requests: list[tuple[str, int]] = field(default_factory=list)
@@ -52,7 +52,7 @@ class FakeFacade:
         return list(self.cards)
 
     def _route(self, model: str) -> str:
-        name = model.split(":", 1)[1] if model.startswith(BASE + ":") else model
+        name = model.split(":", 1)[1] if model.startswith(BASE_NAME + ":") else model
         if name not in self.answers:
             raise ModelNotFound(f"model {model!r} does not exist", param="model")
         return name
@@ -77,16 +77,16 @@ class FakeFacade:
         return self._job(name, name, text, req.max_completion_tokens or req.max_tokens, req.n, "messages")
 
     def prepare_kaito(self, req) -> Job:
-        job = self._job(BASE, None, req.prompt, None, 1, "prompt")
+        job = self._job(BASE_NAME, None, req.prompt, None, 1, "prompt")
         g = req.generate_kwargs
         if g is not None and g.max_new_tokens == 0:
-            job = Job(job.prompt_ids, job.params, model=BASE, adapter=None, empty=True)
+            job = Job(job.prompt_ids, job.params, model=BASE_NAME, adapter=None, empty=True)
         return job
 
     async def generate(self, job: Job, *, batched: bool = False):
         if self.busy:
             raise Overloaded("server is at capacity; retry after 1s", retry_after=1)
-        answer = self.answers[job.adapter if job.adapter != BASE else BASE][:job.params.max_tokens]
+        answer = self.answers[job.adapter][:job.params.max_tokens]
 
         async def stream():
             try:

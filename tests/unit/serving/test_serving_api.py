@@ -13,7 +13,7 @@ from serving.api import create_app
 from serving.errors import BadRequest
 from serving.facade import ModelCard
 
-from .fake_facade import BASE, FakeFacade
+from .fake_facade import BASE_NAME, FakeFacade
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -66,14 +66,14 @@ def test_kaito_chat_missing_prompt_and_bad_kwargs_are_kaitos_400(client):
 
 
 def test_completions_answer_every_choice_with_usage_and_echo(client, fake):
-    r = client.post("/v1/completions", json={"model": BASE, "prompt": "abc", "n": 2, "echo": True})
+    r = client.post("/v1/completions", json={"model": BASE_NAME, "prompt": "abc", "n": 2, "echo": True})
     body = r.json()
-    assert r.status_code == 200 and body["object"] == "text_completion" and body["model"] == BASE
+    assert r.status_code == 200 and body["object"] == "text_completion" and body["model"] == BASE_NAME
     assert [c["text"] for c in body["choices"]] == ["abchello world"] * 2
     assert [c["finish_reason"] for c in body["choices"]] == ["length", "length"]
     assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 22, "total_tokens": 25}
-    r = client.post("/v1/completions", json={"model": f"{BASE}:alpha", "prompt": "abc", "max_tokens": 3})
-    assert r.json()["model"] == f"{BASE}:alpha" and r.json()["choices"][0]["text"] == "ALP"
+    r = client.post("/v1/completions", json={"model": f"{BASE_NAME}:alpha", "prompt": "abc", "max_tokens": 3})
+    assert r.json()["model"] == f"{BASE_NAME}:alpha" and r.json()["choices"][0]["text"] == "ALP"
     assert fake.jobs[-1].adapter == "alpha"
 
 
@@ -94,25 +94,25 @@ def test_chat_stream_starts_with_the_role_and_ends_with_usage_then_done(client):
 
 
 def test_facade_errors_are_statuses_in_the_envelope_before_any_stream(client, fake):
-    chat = {"model": BASE, "messages": [{"role": "user", "content": "hi"}]}
+    chat = {"model": BASE_NAME, "messages": [{"role": "user", "content": "hi"}]}
     assert error_of(client.post("/v1/chat/completions", json={**chat, "model": "nope"}), 404)["code"] == \
         "model_not_found"
-    err = error_of(client.post("/v1/completions", json={"model": BASE, "prompt": "x" * 100, "stream": True}), 400)
+    err = error_of(client.post("/v1/completions", json={"model": BASE_NAME, "prompt": "x" * 100, "stream": True}), 400)
     assert err["code"] == "context_length_exceeded"
     fake.busy = True
     for stream in (False, True):
-        r = client.post("/v1/completions", json={"model": BASE, "prompt": "hi", "stream": stream})
+        r = client.post("/v1/completions", json={"model": BASE_NAME, "prompt": "hi", "stream": stream})
         assert error_of(r, 429)["type"] == "rate_limit_error" and r.headers["Retry-After"] == "1"
     fake.busy, fake.ready = False, False
-    assert error_of(client.post("/v1/completions", json={"model": BASE, "prompt": "hi"}), 503)
+    assert error_of(client.post("/v1/completions", json={"model": BASE_NAME, "prompt": "hi"}), 503)
     assert error_of(client.get("/healthz"), 503)
     assert ("/v1/completions", 429) in fake.requests and ("/v1/completions", 503) in fake.requests
 
 
 def test_models_list_exactly_the_facades_cards_with_source_digest_and_availability(client, fake):
-    fake.cards.append(ModelCard("beta", BASE, "oci://r/beta:1", None, available=False, reason="fetch failed: 404"))
+    fake.cards.append(ModelCard("beta", BASE_NAME, "oci://r/beta:1", None, available=False, reason="fetch failed: 404"))
     data = client.get("/v1/models").json()["data"]
-    assert [(m["id"], m["parent"]) for m in data] == [(BASE, None), ("alpha", BASE), ("beta", BASE)]
+    assert [(m["id"], m["parent"]) for m in data] == [(BASE_NAME, None), ("alpha", BASE_NAME), ("beta", BASE_NAME)]
     alpha, beta = data[1], data[2]
     assert (alpha["source"], alpha["digest"], alpha["available"]) == ("/adapters/alpha", "sha256:aa", True)
     assert "reason" not in alpha
@@ -152,7 +152,7 @@ def test_the_adapter_api_checks_the_token_and_passes_errors_through(client, fake
 
 def test_a_reader_that_leaves_mid_stream_closes_the_facades_stream(client, fake):
     fake.endless = True
-    with client.stream("POST", "/v1/completions", json={"model": BASE, "prompt": "hi", "stream": True}) as s:
+    with client.stream("POST", "/v1/completions", json={"model": BASE_NAME, "prompt": "hi", "stream": True}) as s:
         lines = s.iter_lines()
         assert s.status_code == 200 and next(lines).startswith("data: ")
     deadline = time.monotonic() + 10

@@ -20,7 +20,7 @@ def test_contract_args_are_accepted_and_resolved_from_the_preset():
     assert r.source == CONTRACT["model"] and r.served_model_name == "phi-3-mini-4k-instruct"
     assert r.device == "cuda" and r.dtype == "bfloat16" and r.context_length == 4096
     assert r.chat_template and "<|assistant|>" in r.chat_template
-    assert [(a.name, a.strength) for a in r.adapters] == [("phi-3-adapter", 1.0)]
+    assert [(a.name, a.strength) for a in r.args.adapters] == [("phi-3-adapter", 1.0)]
 
 
 @pytest.mark.parametrize("bad, field", [

@@ -5,8 +5,10 @@ import pytest
 
 from serving.engine import Engine
 from serving.errors import ContextLengthExceeded, Overloaded
-from serving.loading import AdapterSpec, load_model
+from serving.loading import load_model
 from serving.scheduler import SamplingParams
+
+from .conftest import attach_adapters
 
 PROMPTS = ["Hello there", "The quick brown fox jumps over", "def add(a, b):", "x",
            "Kubernetes schedules pods onto nodes; a Deployment", "What is the capital", "Numbers: 0 1 2 3",
@@ -95,10 +97,9 @@ def test_leaving_the_stream_early_frees_the_slot(tiny_models):
 
 @pytest.fixture(scope="module")
 def adapted(tiny_models, llama_adapters):
-    specs = [AdapterSpec("alpha", str(llama_adapters["alpha"]), 1.0),
-             AdapterSpec("beta", str(llama_adapters["beta"]), 0.0)]
-    lm = load_model(str(tiny_models["llama"]), adapters=specs)
+    lm = load_model(str(tiny_models["llama"]))
     engine = Engine.from_loaded(lm, max_running=16, max_queue=16)
+    attach_adapters(engine, [("alpha", llama_adapters["alpha"], 1.0), ("beta", llama_adapters["beta"], 0.0)])
     yield lm, engine
     engine.shutdown()
 
@@ -125,9 +126,9 @@ def test_mixed_adapters_in_one_batch_match_each_adapter_alone(adapted):
 
 
 def test_strength_zero_everywhere_gives_the_base_model(tiny_models, llama_adapters):
-    specs = [AdapterSpec("alpha", str(llama_adapters["alpha"]), 0.0)]
-    lm = load_model(str(tiny_models["llama"]), adapters=specs)
+    lm = load_model(str(tiny_models["llama"]))
     engine = Engine.from_loaded(lm)
+    attach_adapters(engine, [("alpha", llama_adapters["alpha"], 0.0)])
     ids = lm.tokenizer("The quick brown fox")["input_ids"]
     try:
         combined = asyncio.run(run(engine, ids, greedy(12)))

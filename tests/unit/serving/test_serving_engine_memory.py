@@ -12,8 +12,10 @@ import torch
 from serving.engine import Engine
 from serving.errors import ContextLengthExceeded, Overloaded
 from serving.kvbudget import PREFIX_FRACTION
-from serving.loading import AdapterSpec, load_model
+from serving.loading import load_model
 from serving.scheduler import SamplingParams
+
+from .conftest import attach_adapters
 
 
 def greedy(n):
@@ -34,21 +36,17 @@ def random_prompt(lm, n, seed):
     return [rng.choice(vocab) for _ in range(n)]
 
 
-def reference(lm, ids, n, adapter=None):
-    """One prompt alone through transformers' generate (under `adapter` when given)."""
+def reference(lm, ids, n, adapter=None, engine=None):
+    """One prompt alone through transformers' generate (under `adapter` of `engine`'s model when given)."""
     import contextlib
 
-    model = lm.model
-    if adapter not in (None, "__base__"):
-        model.set_adapter(lm.peft_adapter_map()[adapter])  # peft keys adapters by position
+    model = lm.model if engine is None else engine.runner.model
+    if adapter != "__base__" and engine is not None:
+        model.set_adapter(engine.runner.adapter_names[adapter])  # the peft key serving that name
     off = model.disable_adapter() if adapter == "__base__" else contextlib.nullcontext()
-    try:
-        with torch.inference_mode(), off:
-            out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                 max_new_tokens=n, do_sample=False)
-    finally:
-        if adapter not in (None, "__base__"):
-            model.set_adapter("combined")
+    with torch.inference_mode(), off:
+        out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             max_new_tokens=n, do_sample=False)
     return lm.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
 
 
@@ -112,14 +110,13 @@ def test_a_shared_prefix_is_reused_and_gives_the_cold_output(llama):
 
 
 @pytest.fixture(scope="module")
-def adapted(tiny_models, llama_adapters):
-    specs = [AdapterSpec("alpha", str(llama_adapters["alpha"]), 1.0),
-             AdapterSpec("beta", str(llama_adapters["beta"]), 0.5)]
-    return load_model(str(tiny_models["llama"]), adapters=specs)
+def adapted(tiny_models):
+    return load_model(str(tiny_models["llama"]))
 
 
-def test_a_prefix_cached_under_one_adapter_is_never_served_for_another(adapted):
+def test_a_prefix_cached_under_one_adapter_is_never_served_for_another(adapted, llama_adapters):
     engine = Engine.from_loaded(adapted, max_running=8, max_queue=8, prefill_chunk=16, prefix_min_tokens=24)
+    attach_adapters(engine, [("alpha", llama_adapters["alpha"], 1.0), ("beta", llama_adapters["beta"], 0.5)])
     prompt = random_prompt(adapted, 50, seed=4)
     order = ["alpha", "beta", "__base__", None]  # None = /chat's strength-combined adapter
 
@@ -132,14 +129,14 @@ def test_a_prefix_cached_under_one_adapter_is_never_served_for_another(adapted):
     try:
         cold, hits_cold, warm = asyncio.run(main())
         hits = engine.runner.prefixes.hits
+        assert hits_cold == 0 and hits == len(order)  # each adapter only ever hit its own entry
+        assert warm == cold
+        assert len(set(cold.values())) >= 3  # the adapters really differ on this prompt
+        assert cold["alpha"] == reference(adapted, prompt, 10, adapter="alpha", engine=engine)
+        assert cold["__base__"] == reference(adapted, prompt, 10, adapter="__base__", engine=engine)
+        assert cold[None] == reference(adapted, prompt, 10, adapter=None, engine=engine)
     finally:
         engine.shutdown()
-    assert hits_cold == 0 and hits == len(order)  # each adapter only ever hit its own entry
-    assert warm == cold
-    assert len(set(cold.values())) >= 3  # the adapters really differ on this prompt
-    assert cold["alpha"] == reference(adapted, prompt, 10, adapter="alpha")
-    assert cold["__base__"] == reference(adapted, prompt, 10, adapter="__base__")
-    assert cold[None] == reference(adapted, prompt, 10)
 
 
 def test_64_long_requests_into_a_small_kv_budget_finish_or_are_refused_cleanly(llama):
