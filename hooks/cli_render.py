@@ -11,7 +11,7 @@ import sys
 
 import yaml
 
-from hooks.api import API_VERSION
+from contract.workspace import API_VERSION
 from hooks.settings import CLAIM_APIS, DEFAULT_CLAIM_API, DEFAULT_RUNTIME_IMAGE, Settings
 from metacontroller.api import Obj
 from metacontroller.apply import as_last_applied

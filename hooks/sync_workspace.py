@@ -11,7 +11,6 @@ from typing import Iterable, Mapping, Optional
 
 import presets
 from hooks import nodes as nodesel
-from hooks.api import Workspace
 from hooks.children import inference, tuning
 from hooks.children.inference import ServingPlan
 from hooks.children.pod import WS_LABEL
@@ -26,7 +25,6 @@ NODE_KEY = group_key("v1", "Node")
 POD_KEY = group_key("v1", "Pod")
 DEPLOYMENT_KEY = group_key("apps/v1", "Deployment")
 JOB_KEY = group_key("batch/v1", "Job")
-ENABLE_LB = "kaito.sh/enablelb"
 
 
 # -- customize -----------------------------------------------------------------------------
@@ -90,8 +88,8 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
     related = request.get("related") or {}
     pods = [p for p in (related.get(POD_KEY) or {}).values() if (p.get("metadata") or {}).get("namespace", ns) == ns]
 
-    spec_only = {k: v for k, v in parent.items() if k != "status"}
-    errors = validate_workspace(spec_only)
+    checked = validate_workspace({k: v for k, v in parent.items() if k != "status"})
+    errors = checked.errors
     if errors:
         message = "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in errors)
         conds = [Cond(t, FALSE, "InvalidSpec", message) for t in ("ResourceReady", "WorkspaceReady")]
@@ -99,21 +97,16 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
         status = {"workerNodes": sorted(previous_nodes), "conditions": render(conds, observed_conditions, now, generation)}
         return {"status": status, "children": last_applied_children(children)}
 
-    ws = Workspace.model_validate(spec_only)
-    res = ws.resource
-    match_labels = nodesel.selector_labels(parent["resource"].get("labelSelector"))
-    preset_spec = (ws.inference.preset if ws.inference else None) or (ws.tuning.preset if ws.tuning else None)
-    preset = presets.get_preset(preset_spec.name) if preset_spec else None
-    sku = presets.get_sku(res.instance_type)
-    gpus = sku.gpus if sku else (preset.gpu_count if preset else 0)
+    facts = checked.facts
 
     # -- resources: claims and nodes
     nodes = list((related.get(NODE_KEY) or {}).values())
     claims = list((related.get(settings.claim_api.map_key) or {}).values())
-    selected = nodesel.select_nodes(nodes, namespace=ns, name=name, count=res.count, instance_type=res.instance_type,
-                                    match_labels=match_labels, preferred=res.preferred_nodes or [],
-                                    previous=previous_nodes, needs_gpu=gpus > 0)
-    resource_ok = len(selected) >= res.count
+    selected = nodesel.select_nodes(nodes, namespace=ns, name=name, count=facts.node_count,
+                                    instance_type=facts.instance_type, match_labels=facts.match_labels,
+                                    preferred=list(facts.preferred_nodes), previous=previous_nodes,
+                                    needs_gpu=facts.gpus_per_node > 0)
+    resource_ok = len(selected) >= facts.node_count
     failure = None if resource_ok else _claim_failure(claims)
     if resource_ok:
         resource = Cond("ResourceReady", TRUE, "workspaceResourceStatusSuccess", "workspace resource is ready")
@@ -123,7 +116,7 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
         pending = sum(1 for c in claims if not any(x.get("type") == "Ready" and x.get("status") == TRUE
                                                    for x in (c.get("status") or {}).get("conditions") or []))
         extra = f", {pending} node claim{'s' if pending != 1 else ''} pending" if pending else ""
-        resource = Cond("ResourceReady", FALSE, "NodesPending", f"{len(selected)} of {res.count} nodes ready{extra}")
+        resource = Cond("ResourceReady", FALSE, "NodesPending", f"{len(selected)} of {facts.node_count} nodes ready{extra}")
 
     observed = {(g, k): o for g, m in children.items() for k, o in (m or {}).items()}
     have_children = bool(observed)
@@ -131,30 +124,16 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
     desired: list[Obj] = []
 
     job = observed.get((JOB_KEY, f"{ns}/{name}"))  # tuning workspaces only; None otherwise
-    if ws.tuning is not None:
-        raw_tuning = parent.get("tuning") or {}
-        plan = TuningPlan(namespace=ns, name=name, tuning=raw_tuning, preset=preset.name,
-                          base_model=preset.source, match_labels=match_labels,
-                          gpus_per_node=gpus, runtime_image=settings.runtime_image,
-                          default_config=None if raw_tuning.get("config") else
-                          presets.default_training_config(ws.tuning.method))
+    if facts.is_tuning:
+        tuning_spec = facts.workspace.tuning
+        plan = TuningPlan(facts=facts, runtime_image=settings.runtime_image,
+                          default_config=None if tuning_spec.config else
+                          presets.default_training_config(tuning_spec.method))
         if resource_ok or have_children:
             desired = tuning.build(plan)
         conds = [resource, *_tuning_conditions(job, resource, pod_problem(pods, "JobStarted"))]
     else:
-        raw_inf = parent.get("inference") or {}
-        options = (ws.inference.preset.preset_options if ws.inference.preset else None)
-        plan = ServingPlan(
-            namespace=ns, name=name, count=res.count, match_labels=match_labels, worker_nodes=worker_nodes,
-            gpus_per_node=gpus, runtime_image=settings.runtime_image,
-            preset=preset.name if preset else None, model=_model_source(ws.inference.preset, preset),
-            trust_remote_code=preset.trust_remote_code if preset else False,
-            readiness_timeout_seconds=preset.readiness_timeout_seconds if preset else 600,
-            adapters=tuple(raw_inf.get("adapters") or ()),
-            model_access_secret=options.model_access_secret if options else None,
-            model_pull_secret=_model_pull_secret(ws.inference.preset),
-            template=raw_inf.get("template") if ws.inference.template is not None else None,
-            load_balancer=(meta.get("annotations") or {}).get(ENABLE_LB) == "True")
+        plan = ServingPlan(facts=facts, worker_nodes=worker_nodes, runtime_image=settings.runtime_image)
         if resource_ok or have_children:
             desired = inference.build(plan)
         infer = _inference_condition(desired, observed, ns, resource, pod_problem(pods, "InferenceReady"))
@@ -165,20 +144,6 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
     if not (all(c.ok for c in conds) or _tuning_finished(job)):
         reply["resyncAfterSeconds"] = settings.pending_resync_seconds
     return reply
-
-
-def _model_source(spec, preset: Optional[presets.Preset]) -> Optional[str]:
-    """Private access mode (KAITO): the weights come from presetOptions.image, not the public source."""
-    if spec is not None and spec.access_mode == "private" and spec.preset_options and spec.preset_options.image:
-        return spec.preset_options.image
-    return preset.source if preset else None
-
-
-def _model_pull_secret(spec) -> Optional[str]:
-    if spec is None or spec.access_mode != "private" or not spec.preset_options:
-        return None
-    secrets = spec.preset_options.image_pull_secrets or []
-    return secrets[0] if secrets else None
 
 
 def _job_final(job: Optional[Obj]) -> dict[str, Obj]:

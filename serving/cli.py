@@ -48,8 +48,16 @@ def parse_adapter(value: str) -> dict[str, Any]:
 
 
 def workspace_args(path: str) -> dict[str, Any]:
-    """Serving args from a Workspace YAML: inference.preset.name and inference.adapters."""
+    """Serving args from a Workspace YAML: its preset and adapters, read as the hooks read them
+    (`contract.workspace.Workspace`, then `presets.facts`); adapter images are fetched up front so a
+    bad one fails here, in one line."""
+    import pydantic
     import yaml
+
+    from contract.paths import OCI_SCHEME
+    from contract.workspace import Workspace
+    from presets import PresetNotFound
+    from presets.facts import workspace_facts
 
     try:
         docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
@@ -62,28 +70,35 @@ def workspace_args(path: str) -> dict[str, Any]:
         raise UpError(f"workspace file {path} is not valid YAML{where}: {e.problem or e.context}") from e
     except yaml.YAMLError as e:
         raise UpError(f"workspace file {path} is not valid YAML: {_first_line(e)}") from e
-    ws = next((d for d in docs if isinstance(d, dict) and d.get("kind") == "Workspace"), None)
-    if ws is None:
+    raw = next((d for d in docs if isinstance(d, dict) and d.get("kind") == "Workspace"), None)
+    if raw is None:
         raise UpError(f"{path} holds no Workspace (kind: Workspace)")
-    inference = ws.get("inference") or {}
-    preset = ((inference.get("preset") or {}).get("name"))
-    if not preset:
+    # kaito up places nothing on nodes: a file without resource.labelSelector (which the cluster
+    # refuses) still serves here.
+    resource = raw.get("resource") if isinstance(raw.get("resource"), dict) else {}
+    raw = {**raw, "resource": {"labelSelector": {}, **resource}}
+    try:
+        facts = workspace_facts(Workspace.model_validate(raw))
+    except pydantic.ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise UpError(f"{path}: {where}: {err['msg']}") from e
+    except PresetNotFound as e:
+        raise UpError(f"{path}: inference.preset.name: {e}") from e
+    if facts.workspace.inference is None or facts.preset is None:
         raise UpError(f"{path}: inference.preset.name is required for kaito up")
     adapters = []
-    for i, a in enumerate(inference.get("adapters") or []):
-        src = (a.get("source") or {})
-        name = src.get("name")
-        image = src.get("image")
-        if not name or not image:
+    for i, a in enumerate(facts.adapters):
+        if not a.image:
             raise UpError(f"{path}: inference.adapters[{i}].source needs name and image")
         try:
             import artifacts
 
-            local = artifacts.resolve(image)
+            artifacts.resolve(a.image)
         except Exception as e:  # noqa: BLE001
-            raise UpError(f"cannot fetch adapter {name} from {image}: {_first_line(e)}") from e
-        adapters.append({"name": name, "source": str(local), "strength": float(a.get("strength", 1.0))})
-    return {"preset": preset, "adapters": adapters}
+            raise UpError(f"cannot fetch adapter {a.name} from {a.image}: {_first_line(e)}") from e
+        adapters.append({"name": a.name, "source": f"{OCI_SCHEME}{a.image}", "strength": a.strength})
+    return {"preset": facts.preset.name, "adapters": adapters}
 
 
 def server_args(ns: argparse.Namespace) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import json
 import re
 import time
 
+from contract.workspace import claim_name
 from hooks import nodeprovisioner
 from hooks.protocol import NodeProvisionerSyncRequest
 from hooks.settings import CLAIM_APIS, Settings
@@ -42,10 +43,10 @@ def request(workspaces, nodes=(), children=None):
 
 
 def test_claim_names_are_valid_agent_pool_names_and_stable():
-    names = {nodeprovisioner.claim_name(f"ns{i}", "w", j) for i in range(100) for j in range(3)}
+    names = {claim_name(f"ns{i}", "w", j) for i in range(100) for j in range(3)}
     assert len(names) == 300
     assert all(re.fullmatch(r"[a-z][a-z0-9]{0,10}", n) and len(n) == 11 for n in names)
-    assert nodeprovisioner.claim_name("a", "b", 0) == nodeprovisioner.claim_name("a", "b", 0)
+    assert claim_name("a", "b", 0) == claim_name("a", "b", 0)
 
 
 def test_one_claim_per_missing_node_in_both_apis():
