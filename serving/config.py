@@ -40,7 +40,7 @@ class ResolvedArgs:
 
     @property
     def adapters(self) -> list[AdapterSpec]:
-        return [AdapterSpec(a.name, a.source, a.strength) for a in self.args.adapters]
+        return [AdapterSpec(a.name, a.source, a.strength, a.docker_config) for a in self.args.adapters]
 
 
 def resolve(args: ServeArgs, *, cuda_available: bool = False) -> ResolvedArgs:

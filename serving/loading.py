@@ -25,6 +25,7 @@ class AdapterSpec:
     name: str
     path: str  # the contract's AdapterArg.source: a local directory, oci:// or hf:// (resolve_source)
     strength: float = 1.0
+    docker_config: str | None = None  # the adapter's registry credentials (AdapterArg.docker_config)
 
 
 @dataclass
@@ -52,7 +53,7 @@ def peft_name(index: int) -> str:
     return f"adapter_{index}"
 
 
-def resolve_source(source: str) -> Path:
+def resolve_source(source: str, docker_config: str | None = None) -> Path:
     """A local directory is used as is; oci:// and hf:// sources go through the delivery library."""
     p = Path(source).expanduser()
     if p.is_dir():
@@ -61,7 +62,7 @@ def resolve_source(source: str) -> Path:
         raise ModelLoadError(f"model directory {source} does not exist")
     try:
         import artifacts  # lazy: only non-local sources need it
-        return Path(artifacts.resolve(source))
+        return Path(artifacts.resolve(source, docker_config=docker_config))
     except ModelLoadError:
         raise
     except Exception as e:  # noqa: BLE001 - any delivery failure becomes one plain line
@@ -123,9 +124,9 @@ def _attach_adapters(model, adapters: list[AdapterSpec], combination_type: str):
         raise ModelLoadError(f"adapter names must be unique and not {BASE!r}/{COMBINED!r}: {names}")
     try:
         first, *rest = adapters
-        peft_model = PeftModel.from_pretrained(model, str(resolve_source(first.path)), adapter_name=peft_name(0))
+        peft_model = PeftModel.from_pretrained(model, str(resolve_source(first.path, first.docker_config)), adapter_name=peft_name(0))
         for i, a in enumerate(rest, start=1):
-            peft_model.load_adapter(str(resolve_source(a.path)), adapter_name=peft_name(i))
+            peft_model.load_adapter(str(resolve_source(a.path, a.docker_config)), adapter_name=peft_name(i))
         # KAITO's /chat default: one adapter combined by strength ("cat" is exact and fast; svd is slow)
         peft_model.add_weighted_adapter([peft_name(i) for i in range(len(adapters))],
                                         [a.strength for a in adapters], COMBINED,
