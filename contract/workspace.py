@@ -2,7 +2,7 @@
 
 These models are the single source of truth: the hooks parse with them, `kaito validate` checks
 with them, `kaito up -f` reads a Workspace file with them (through `presets.facts`), and
-`hooks.crdgen` turns them (plus `hooks.rules`) into the CRD's OpenAPI schema. Spec fields are
+`hooks.tools.crdgen` turns them (plus `hooks.core.rules`) into the CRD's OpenAPI schema. Spec fields are
 top-level (`resource`, `inference`, `tuning`), exactly as in KAITO. The annotations a Workspace
 may carry and the node-claim names it is given are facts of this API too.
 """

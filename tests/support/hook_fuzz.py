@@ -24,11 +24,11 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 
 import yaml
 
-from hooks import nodes as nodesel
-from hooks import sync_workspace
-from hooks.lifecycle import inprocess_transport, make_world
-from hooks.settings import CLAIM_APIS, Settings
-from hooks.validation import validate_workspace
+from hooks.core import nodes as nodesel
+from hooks.core import sync_workspace
+from hooks.tools.emulated import inprocess_transport, make_world
+from hooks.core.settings import CLAIM_APIS, Settings
+from hooks.core.validation import validate_workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE_SYNC = "/workspace/sync"

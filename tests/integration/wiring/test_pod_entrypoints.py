@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hooks.cli_render import render
+from hooks.tools.render import render
 from tests.support.seeds import with_real_references
 
 ROOT = Path(__file__).resolve().parents[3]

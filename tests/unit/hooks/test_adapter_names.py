@@ -4,9 +4,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from hooks.children.names import KEY_MAX, adapter_key
-from hooks.cli_render import render
-from hooks.validation import validate_workspace
+from hooks.core.children.names import KEY_MAX, adapter_key
+from hooks.tools.render import render
+from hooks.core.validation import validate_workspace
 from tests.unit.hooks.conftest import load
 
 NAMES = ["Adapter-1", "adapter.v1", "Phi-Adapter", "phi-adapter", "A" * 200 + ".z"]

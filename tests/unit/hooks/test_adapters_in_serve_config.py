@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from hooks.cli_render import render
+from hooks.tools.render import render
 from tests.unit.hooks.conftest import load
 
 

@@ -6,8 +6,9 @@ import yaml
 
 from artifacts.errors import InvalidReference
 from artifacts.reference import parse_oci
-from hooks import crdgen, rules
-from hooks.validation import validate_workspace
+from hooks.tools import crdgen
+from hooks.core import rules
+from hooks.core.validation import validate_workspace
 from tests.support import crd_cel
 from tests.unit.hooks.conftest import load_ready
 

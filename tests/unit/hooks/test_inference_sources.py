@@ -4,7 +4,7 @@ import copy
 import kubernetes_validate
 import yaml
 
-from hooks.cli_render import render
+from hooks.tools.render import render
 from tests.unit.hooks.conftest import PLACEHOLDERS, load, load_ready
 
 

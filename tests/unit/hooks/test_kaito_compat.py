@@ -13,9 +13,9 @@ import pydantic
 import pytest
 import yaml
 
-from hooks import crdgen
+from hooks.tools import crdgen
 from contract.workspace import Workspace
-from hooks.validation import validate_workspace
+from hooks.core.validation import validate_workspace
 from tests.support import crd_cel
 from tests.unit.hooks.conftest import ROOT
 

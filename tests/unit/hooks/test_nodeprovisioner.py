@@ -7,9 +7,9 @@ import re
 import time
 
 from contract.workspace import claim_name
-from hooks import nodeprovisioner
-from hooks.protocol import NodeProvisionerSyncRequest
-from hooks.settings import CLAIM_APIS, Settings
+from hooks.core import nodeprovisioner
+from hooks.core.protocol import NodeProvisionerSyncRequest
+from hooks.core.settings import CLAIM_APIS, Settings
 from metacontroller.api import decode
 
 T0 = "2026-01-01T00:00:00Z"
@@ -134,7 +134,7 @@ def test_invalid_workspace_keeps_its_claims_as_last_applied_and_status_says_why(
 
 
 def _post(body):
-    from hooks.app import app
+    from hooks.shell.app import app
     r = app.test_client().post("/nodeprovisioner/sync", data=json.dumps(body), content_type="application/json")
     return r.status_code, r.get_json()
 

@@ -8,8 +8,10 @@ import copy
 import pytest
 import yaml
 
-from hooks import crdgen, rules
-from hooks.validation import validate_workspace
+from hooks.tools import crdgen
+
+from hooks.core import rules
+from hooks.core.validation import validate_workspace
 from tests.support import crd_cel
 from tests.unit.hooks.conftest import load_ready
 from tests.unit.hooks.rule_cases import CASES

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hooks.validation import FieldError, WorkspaceInvalid, parse_workspace, validate_workspace
+from hooks.core.validation import FieldError, WorkspaceInvalid, parse_workspace, validate_workspace
 from tests.unit.hooks.conftest import EXAMPLES, PLACEHOLDERS, with_real_references
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.yaml"))

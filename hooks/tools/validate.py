@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from hooks.validation import FieldError, validate_workspace, workspace_warnings
+from hooks.core.validation import FieldError, validate_workspace, workspace_warnings
 
 
 def _load(path: Path) -> list:

@@ -1,8 +1,8 @@
 """KAITO's admission rules that need no catalog, as CEL for the CRD and as data for the tests.
 
 Each rule sits at a path of the Workspace schema ("" is the root; "[]" steps into list items)
-and carries KAITO's message. `hooks.crdgen` writes them as `x-kubernetes-validations`;
-`hooks.validation` enforces the same rules in Python (for `kaito validate` and the hooks), and
+and carries KAITO's message. `hooks.tools.crdgen` writes them as `x-kubernetes-validations`;
+`hooks.core.validation` enforces the same rules in Python (for `kaito validate` and the hooks), and
 the tests evaluate every CEL rule with a CEL interpreter against the Python verdict, so a typo in
 either fails a test. Rules that read `oldSelf` are transition rules: they run on update only.
 Regular expressions go into CEL as raw strings (r'...'): the API server's CEL refuses escapes

@@ -1,6 +1,6 @@
 """The one route table of the hook server, and how a request body becomes a reply.
 
-Flask (`hooks.app`) and the in-process transport of the emulated cluster (`hooks.lifecycle`)
+Flask (`hooks.shell.app`) and the in-process transport of the emulated cluster (`hooks.tools.emulated`)
 both serve exactly this table through `answer`, so a simulation sees the status codes a real
 Metacontroller would: 400 for a body that is not JSON, 422 for a request whose shape is wrong
 (the message names the JSON path), 500 for an internal error, and a 200 only with a reply the
@@ -15,9 +15,9 @@ from typing import Callable
 
 from pydantic import BaseModel
 
-from hooks import nodeprovisioner, sync_workspace
-from hooks.protocol import CustomizeRequest, NodeProvisionerSyncRequest, WorkspaceSyncRequest
-from hooks.settings import Settings
+from hooks.core import nodeprovisioner, sync_workspace
+from hooks.core.protocol import CustomizeRequest, NodeProvisionerSyncRequest, WorkspaceSyncRequest
+from hooks.core.settings import Settings
 from metacontroller.api import Obj, RequestError, decode, encode_reply
 
 log = logging.getLogger("kaito.hooks")

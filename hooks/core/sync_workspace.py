@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Iterable, Mapping, Optional
 
 import presets
-from hooks import nodes as nodesel
-from hooks.children import inference, tuning
-from hooks.children.inference import ServingPlan
-from hooks.children.pod import WS_LABEL
-from hooks.children.tuning import TuningPlan
-from hooks.settings import Settings
-from hooks.status import FALSE, TRUE, Cond, combined, pod_problem, render
-from hooks.validation import validate_workspace
+from hooks.core import nodes as nodesel
+from hooks.core.children import inference, tuning
+from hooks.core.children.inference import ServingPlan
+from hooks.core.children.pod import WS_LABEL
+from hooks.core.children.tuning import TuningPlan
+from hooks.core.settings import Settings
+from hooks.core.status import FALSE, TRUE, Cond, combined, pod_problem, render
+from hooks.core.validation import validate_workspace
 from metacontroller.api import Obj, group_key
 from metacontroller.apply import last_applied_children
 

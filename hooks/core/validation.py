@@ -2,7 +2,7 @@
 
 `validate_workspace` is what `kaito validate` prints and what the sync hook turns into a False
 condition. It applies, in order: the API models (types, unknown fields), the rules of
-`hooks.rules` (the same ones the CRD enforces with CEL), then what needs the catalog (unknown
+`hooks.core.rules` (the same ones the CRD enforces with CEL), then what needs the catalog (unknown
 preset, GPU fit against the SKU table, tunable presets, gated weights).
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ import pydantic
 
 import presets
 from contract.urlpolicy import is_http_url, is_internal_url
-from hooks import rules
+from hooks.core import rules
 from contract.workspace import DEFAULT_INSTANCE_TYPE, MAX_WORKSPACE_ADAPTERS, ResourceSpec, Workspace
-from hooks.children.names import adapter_key
+from hooks.core.children.names import adapter_key
 from presets.facts import WorkspaceFacts, workspace_facts
 
 
@@ -100,7 +100,7 @@ def _has(obj: dict | None, key: str) -> bool:
 
 
 def _check_rules(ws: dict, errors: list[FieldError]) -> None:
-    """Python twins of hooks.rules (create rules); raw dicts, so 'has' means what CEL means."""
+    """Python twins of hooks.core.rules (create rules); raw dicts, so 'has' means what CEL means."""
     name = (ws.get("metadata") or {}).get("name") or ""
     if len(name) > 63 or not re.match(rules.DNS_LABEL, name):
         _fail(errors, "metadata.name", "name-dns-label", repr(name))
@@ -167,7 +167,7 @@ def _shorten(value: str, limit: int = 80) -> str:
 
 
 def _check_image(image: Any, path: str, stem: str, errors: list[FieldError]) -> None:
-    """The twin of the `<stem>-format` and `<stem>-lowercase` rules (hooks.rules.IMAGE_FIELDS)."""
+    """The twin of the `<stem>-format` and `<stem>-lowercase` rules (hooks.core.rules.IMAGE_FIELDS)."""
     if not isinstance(image, str):
         return
     if not re.match(rules.IMAGE_REF, image):
@@ -209,7 +209,7 @@ def _check_tuning(tuning: dict, errors: list[FieldError]) -> None:
 
 
 def _check_update(new: dict, old: dict, errors: list[FieldError]) -> None:
-    """Python twins of the transition rules of hooks.rules."""
+    """Python twins of the transition rules of hooks.core.rules."""
     for section, rule_id in (("inference", "inference-toggle"), ("tuning", "tuning-toggle")):
         if (new.get(section) is None) != (old.get(section) is None):
             _fail(errors, section, rule_id)

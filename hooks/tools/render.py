@@ -12,7 +12,7 @@ import sys
 import yaml
 
 from contract.workspace import API_VERSION
-from hooks.settings import CLAIM_APIS, DEFAULT_CLAIM_API, DEFAULT_RUNTIME_IMAGE, Settings
+from hooks.core.settings import CLAIM_APIS, DEFAULT_CLAIM_API, DEFAULT_RUNTIME_IMAGE, Settings
 from metacontroller.api import Obj
 from metacontroller.apply import as_last_applied
 KINDS = (("karpenter.sh/v1alpha5", "Machine"), ("karpenter.sh/v1", "NodeClaim"), ("v1", "ConfigMap"),
@@ -36,7 +36,7 @@ _Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:
 def render(workspace: Obj, *, claim_api: str = DEFAULT_CLAIM_API, namespace: str = "default",
            runtime_image: str | None = None, max_rounds: int = 12) -> tuple[list[Obj], Obj]:
     """(claims and children as the hooks emitted them, the Workspace's final status)."""
-    from hooks.lifecycle import inprocess_transport, make_world
+    from hooks.tools.emulated import inprocess_transport, make_world
 
     settings = Settings(claim_api=CLAIM_APIS[claim_api], runtime_image=runtime_image or DEFAULT_RUNTIME_IMAGE)
     clock = lambda: "2026-01-01T00:00:00Z"  # noqa: E731 - a fixed clock keeps the output reproducible

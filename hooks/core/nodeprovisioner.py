@@ -8,7 +8,7 @@ Nodes are indexed once per sync by label, so the whole sync is O(nodes + workspa
 The same rule as the Workspace sync (DESIGN.md §5): a Workspace whose spec is invalid (whatever
 `validate_workspace` reports, which is what the Workspace sync calls InvalidSpec) keeps its claims
 exactly as last applied and gets none new; the status names it and says why. A malformed request
-never gets here: `decode` with `hooks.protocol.NodeProvisionerSyncRequest` answers it with a 4xx.
+never gets here: `decode` with `hooks.core.protocol.NodeProvisionerSyncRequest` answers it with a 4xx.
 """
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ from typing import Iterable, Mapping, Optional
 
 import pydantic
 
-from hooks import nodes as nodesel
-from hooks.api import NodeProvisionerSpec
-from hooks.protocol import NODE_KEY, WORKSPACE_KEY
-from hooks.settings import ClaimApi, Settings
-from hooks.status import FALSE, TRUE, Cond, render
-from hooks.validation import Validated, validate_workspace
+from hooks.core import nodes as nodesel
+from hooks.core.api import NodeProvisionerSpec
+from hooks.core.protocol import NODE_KEY, WORKSPACE_KEY
+from hooks.core.settings import ClaimApi, Settings
+from hooks.core.status import FALSE, TRUE, Cond, render
+from hooks.core.validation import Validated, validate_workspace
 from metacontroller.api import KubeObject, Obj, RequestError, SyncRequest, json_path
 from metacontroller.apply import as_last_applied, last_applied_children
 from presets.facts import WorkspaceFacts

@@ -1,7 +1,7 @@
 """The NodeProvisioner API (`kaito.sh/v1alpha1`, cluster-scoped): the hooks' own parent of every node claim.
 
-The Workspace API it provisions for lives in `contract.workspace`; `hooks.crdgen` turns both
-(plus `hooks.rules`) into the CRDs' OpenAPI schemas.
+The Workspace API it provisions for lives in `contract.workspace`; `hooks.tools.crdgen` turns both
+(plus `hooks.core.rules`) into the CRDs' OpenAPI schemas.
 """
 from __future__ import annotations
 
