@@ -23,6 +23,7 @@ import pydantic
 from hooks.core import nodes as nodesel
 from hooks.core.api import NodeProvisionerSpec
 from hooks.core.protocol import NODE_KEY, WORKSPACE_KEY
+from hooks.core.errors import INVALID_SPEC
 from hooks.core.settings import ClaimApi, Settings
 from hooks.core.status import FALSE, TRUE, Cond, render
 from hooks.core.validation import Validated, validate_workspace
@@ -168,7 +169,7 @@ def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
     except pydantic.ValidationError as exc:
         # An invalid NodeProvisioner keeps every claim as last applied, like an invalid Workspace.
         why = "; ".join(f"{json_path(('spec', *e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
-        conds = [Cond("Ready", FALSE, "InvalidSpec", why), _claim_api_condition(None, emitted)]
+        conds = [Cond("Ready", FALSE, INVALID_SPEC, why), _claim_api_condition(None, emitted)]
         return _reply(request, conds, now, {"claimApi": emitted.name, "workspaces": []},
                       last_applied_children(request.raw.get("children") or {}))
 

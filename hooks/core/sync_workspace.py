@@ -15,6 +15,7 @@ from hooks.core.children import inference, tuning
 from hooks.core.children.inference import ServingPlan
 from hooks.core.children.pod import WS_LABEL
 from hooks.core.children.tuning import TuningPlan
+from hooks.core.errors import INVALID_SPEC
 from hooks.core.settings import Settings
 from hooks.core.status import FALSE, TRUE, Cond, combined, pod_problem, render
 from hooks.core.validation import validate_workspace
@@ -92,8 +93,8 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
     errors = checked.errors
     if errors:
         message = "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in errors)
-        conds = [Cond(t, FALSE, "InvalidSpec", message) for t in ("ResourceReady", "WorkspaceReady")]
-        conds.append(Cond("JobStarted" if parent.get("tuning") else "InferenceReady", FALSE, "InvalidSpec", message))
+        conds = [Cond(t, FALSE, INVALID_SPEC, message) for t in ("ResourceReady", "WorkspaceReady")]
+        conds.append(Cond("JobStarted" if parent.get("tuning") else "InferenceReady", FALSE, INVALID_SPEC, message))
         status = {"workerNodes": sorted(previous_nodes), "conditions": render(conds, observed_conditions, now, generation)}
         return {"status": status, "children": last_applied_children(children)}
 

@@ -20,6 +20,7 @@ from contract.urlpolicy import is_http_url, is_internal_url
 from hooks.core import rules
 from contract.workspace import DEFAULT_INSTANCE_TYPE, MAX_WORKSPACE_ADAPTERS, ResourceSpec, Workspace
 from hooks.core.children.names import adapter_key
+from hooks.core.errors import WorkspaceInvalid
 from presets.facts import WorkspaceFacts, workspace_facts
 
 
@@ -31,12 +32,6 @@ class FieldError:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class WorkspaceInvalid(ValueError):
-    def __init__(self, errors: list[FieldError]):
-        super().__init__("; ".join(map(str, errors)))
-        self.errors = errors
 
 
 def _loc_to_path(loc: tuple) -> str:

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from hooks.shell.app import app
-from hooks.core.settings import Settings, SettingsError
+from hooks.core.errors import SettingsError
+from hooks.core.settings import Settings
 
 V2_KEYS = {"status", "children", "resyncAfterSeconds", "finalized"}
 

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hooks.core.validation import FieldError, WorkspaceInvalid, parse_workspace, validate_workspace
+from hooks.core.errors import WorkspaceInvalid
+from hooks.core.validation import FieldError, parse_workspace, validate_workspace
 from tests.unit.hooks.conftest import EXAMPLES, PLACEHOLDERS, with_real_references
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.yaml"))
