@@ -137,7 +137,8 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
         plan = ServingPlan(facts=facts, worker_nodes=worker_nodes, runtime_image=settings.runtime_image)
         if resource_ok or have_children:
             desired = inference.build(plan)
-        infer = _inference_condition(desired, observed, ns, resource, pod_problem(pods, "InferenceReady"))
+        infer = _inference_condition(inference.deployment_replicas(plan) if desired else {}, observed, ns, resource,
+                                     pod_problem(pods, "InferenceReady"))
         conds = [resource, infer, combined("WorkspaceReady", [resource, infer], "workspaceReady", "workspace is ready")]
 
     status = {"workerNodes": sorted(selected), "conditions": render(conds, observed_conditions, now, generation)}
@@ -157,20 +158,20 @@ def _tuning_finished(job: Optional[Obj]) -> bool:
     return bool(_job_final(job))
 
 
-def _inference_condition(desired: list[Obj], observed: Mapping[tuple[str, str], Obj], ns: str, resource: Cond,
-                         pod_failure: Optional[Cond]) -> Cond:
-    deployments = [d for d in desired if d["kind"] == "Deployment"]
-    if not deployments:
+def _inference_condition(replicas: Mapping[str, int], observed: Mapping[tuple[str, str], Obj], ns: str,
+                         resource: Cond, pod_failure: Optional[Cond]) -> Cond:
+    """`replicas`: the Deployments this sync wants (name -> replicas), empty while waiting for nodes."""
+    if not replicas:
         return Cond("InferenceReady", FALSE, "WaitingForResources", f"waiting for nodes: {resource.message}")
     if pod_failure is not None:  # a pod that cannot run outranks replica counts (never Ready while one crash-loops)
         return pod_failure
     ready = wanted = 0
-    for d in deployments:
-        obs = observed.get((DEPLOYMENT_KEY, f"{ns}/{d['metadata']['name']}"))
+    for name, want in sorted(replicas.items()):
+        obs = observed.get((DEPLOYMENT_KEY, f"{ns}/{name}"))
         if (failed := _deployment_failure(obs)) is not None:
             return failed
-        wanted += d["spec"]["replicas"]
-        ready += min(_ready_replicas(obs), d["spec"]["replicas"])
+        wanted += want
+        ready += min(_ready_replicas(obs), want)
     if ready >= wanted:
         return Cond("InferenceReady", TRUE, "WorkspaceInferenceStatusSuccess", "Inference has been deployed successfully")
     return Cond("InferenceReady", FALSE, "WorkspaceInferenceStatusPending", f"{ready} of {wanted} replicas ready")

@@ -59,6 +59,16 @@ class ServingPlan:
         return inference.template if inference is not None else None
 
 
+def deployment_replicas(plan: ServingPlan) -> dict[str, int]:
+    """Deployment name -> replicas: one head (`<ws>`) and count-1 workers, or the custom template's count."""
+    if plan.template is not None:
+        return {plan.name: plan.count}
+    out = {plan.name: 1}
+    if plan.count > 1:
+        out[f"{plan.name}-worker"] = plan.count - 1
+    return out
+
+
 def adapter_source(adapter: AdapterFacts) -> str:
     """What the Serve config names as the adapter's source: its OCI reference, or the user's volume
     as mounted. The mount directory is the adapter's Kubernetes key, so names that differ only in
@@ -200,7 +210,7 @@ def head_deployment(plan: ServingPlan, config_hash: str) -> Obj:
     }
     labels = _labels(plan, "head")
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": pod.child_meta(plan.name, plan.name),
-            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+            "spec": {"replicas": deployment_replicas(plan)[plan.name], "selector": {"matchLabels": labels},
                      "strategy": {"type": "Recreate"},
                      "template": {"metadata": {"labels": labels,
                                                "annotations": {CONFIG_HASH_ANNOTATION: config_hash}},
@@ -218,7 +228,7 @@ def worker_deployment(plan: ServingPlan, config_hash: str) -> Obj:
     labels = _labels(plan, "worker")
     name = f"{plan.name}-worker"
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": pod.child_meta(name, plan.name),
-            "spec": {"replicas": plan.count - 1, "selector": {"matchLabels": labels},
+            "spec": {"replicas": deployment_replicas(plan)[name], "selector": {"matchLabels": labels},
                      "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
                      "template": {"metadata": {"labels": labels,
                                                "annotations": {CONFIG_HASH_ANNOTATION: config_hash}},
@@ -249,7 +259,7 @@ def template_deployment(plan: ServingPlan) -> Obj:
     theirs = list(spec.get("tolerations") or [])
     spec["tolerations"] = theirs + [t for t in pod.tolerations() if t not in theirs]
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": pod.child_meta(plan.name, plan.name),
-            "spec": {"replicas": plan.count, "selector": {"matchLabels": {pod.WS_LABEL: plan.name}},
+            "spec": {"replicas": deployment_replicas(plan)[plan.name], "selector": {"matchLabels": {pod.WS_LABEL: plan.name}},
                      "template": {"metadata": meta, "spec": spec}}}
 
 
