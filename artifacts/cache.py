@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from contract.paths import CACHE_DIR_ENV
+
 from .errors import DestinationError
 
 MODE_BLOB = 0o444
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 
 def default_cache_dir(env: dict | None = None) -> Path:
     env = os.environ if env is None else env
-    return Path(env.get("KAITO_CACHE_DIR") or "~/.cache/kaito").expanduser()
+    return Path(env.get(CACHE_DIR_ENV) or "~/.cache/kaito").expanduser()
 
 
 def _hex(digest: str) -> str:
@@ -46,7 +48,7 @@ _SUBDIRS = ("blobs/sha256", "partial/sha256", "locks", "snapshots/sha256", "hf",
 
 class Cache:
     def __init__(self, root: str | os.PathLike | None = None) -> None:
-        explicit = root is not None or bool(os.environ.get("KAITO_CACHE_DIR"))
+        explicit = root is not None or bool(os.environ.get(CACHE_DIR_ENV))
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
         try:
             self._create()

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.paths import OCI_SCHEME
+
 from .errors import InvalidReference
 
 DOCKER_HUB = "docker.io"
@@ -24,7 +26,6 @@ DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 _HF_REPO_RE = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
 _HF_REVISION_RE = re.compile(r"^[\w.\-/]{1,256}$")
 
-OCI_SCHEME = "oci://"
 HF_SCHEME = "hf://"
 FILE_SCHEME = "file://"
 ACCEPTED_FORMS = "oci://REGISTRY/REPO:TAG, oci://REGISTRY/REPO@sha256:..., REGISTRY/REPO:TAG, hf://ORG/REPO[@REVISION], or a local directory"

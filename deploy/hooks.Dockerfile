@@ -29,4 +29,4 @@ COPY tinymodel ./tinymodel
 RUN pip install --no-deps -c constraints.txt .
 USER 1000:1000
 EXPOSE 8080
-CMD ["gunicorn", "-c", "python:hooks.gunicorn_conf", "-w", "2", "-b", "0.0.0.0:8080", "hooks.app:app"]
+CMD ["gunicorn", "-c", "python:hooks.shell.gunicorn_conf", "-w", "2", "-b", "0.0.0.0:8080", "hooks.shell.app:app"]

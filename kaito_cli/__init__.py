@@ -12,9 +12,9 @@ DISTRIBUTION = "kaito-ray"
 
 # name -> (module, one-line help). Kept as data so packages stay decoupled from each other.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "validate": ("hooks.cli_validate", "check a Workspace YAML against the CRD rules and the preset catalog"),
-    "render": ("hooks.cli_render", "print the children and node claims the hooks produce for a Workspace"),
-    "gen-crds": ("hooks.crdgen", "regenerate deploy/crds from the API models"),
+    "validate": ("hooks.tools.validate", "check a Workspace YAML against the CRD rules and the preset catalog"),
+    "render": ("hooks.tools.render", "print the children and node claims the hooks produce for a Workspace"),
+    "gen-crds": ("hooks.tools.crdgen", "regenerate deploy/crds from the API models"),
     "presets": ("presets.cli", "list the preset catalog and the SKU table"),
     "up": ("serving.cli", "serve a model locally on an embedded Ray instance (default: the tiny preset)"),
     "pull": ("artifacts.cli_pull", "fetch oci://, hf:// or a local path into a directory"),

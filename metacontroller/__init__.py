@@ -11,3 +11,5 @@ Public surface:
 - `metacontroller.world.World`: all of the above in rounds.
 Imports only the standard library and pydantic.
 """
+
+__all__: list[str] = []

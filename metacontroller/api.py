@@ -20,6 +20,14 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, Str
 
 from .apply import LAST_APPLIED
 
+__all__ = [
+    "Obj", "ObjectMap", "SYNC_RESPONSE_KEYS", "CUSTOMIZE_RESPONSE_KEYS", "group_key", "object_key",
+    "build_object_map", "LabelSelectorRequirement", "LabelSelector", "RelatedResourceRule",
+    "CustomizeResponse", "SyncResponse", "MAX_NESTING", "RequestError", "json_path", "ObjectMeta",
+    "Condition", "ObjectStatus", "KubeObject", "TypedObjectMap", "CustomizeRequest", "SyncRequest",
+    "parse_json", "encode_reply", "decode",
+]
+
 #: A Kubernetes object (or any JSON object) as a plain dict. The one definition of this alias.
 Obj = dict[str, Any]
 # `Kind.apiVersion` -> (`namespace/name` | `name`) -> object

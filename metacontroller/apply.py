@@ -11,6 +11,11 @@ import copy
 import json
 from typing import Any, Mapping, Optional
 
+__all__ = [
+    "LAST_APPLIED", "MERGE_KEYS", "SYSTEM_FIELDS", "merge", "last_applied_of", "as_last_applied",
+    "with_last_applied", "apply_update", "last_applied_children",
+]
+
 LAST_APPLIED = "metacontroller.k8s.io/last-applied-configuration"
 #: Priority order of conventional list merge keys (`knownMergeKeys` in apply.go).
 MERGE_KEYS = ("containerPort", "port", "mountPath", "name", "uid", "ip", "path")

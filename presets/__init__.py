@@ -11,14 +11,13 @@ from importlib import resources
 
 import yaml
 
+from contract.tuningjob import METHODS as TUNING_METHODS  # the tuning Job interface names them
 from presets.models import GIB, Preset, Sku, TinySpec
 
 __all__ = [
     "GIB", "Preset", "Sku", "TinySpec", "PresetNotFound", "get_preset", "list_presets", "get_sku",
     "list_skus", "chat_template", "default_training_config", "TUNING_METHODS",
 ]
-
-TUNING_METHODS = ("lora", "qlora")
 
 
 class PresetNotFound(KeyError):

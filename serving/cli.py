@@ -23,11 +23,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from contract.paths import OCI_SCHEME
 from contract.ports import SERVE_PORT
-
-#: The Workspace annotation whose change means "re-resolve adapter tags now" (ServeArgs.adapter_refresh).
-ADAPTER_REFRESH_ANNOTATION = "kaito.sh/adapter-refresh"
-
 
 class UpError(Exception):
     """A plain, one-line reason `kaito up` cannot serve."""
@@ -52,8 +49,15 @@ def parse_adapter(value: str) -> dict[str, Any]:
 
 
 def workspace_args(path: str) -> dict[str, Any]:
-    """Serving args from a Workspace YAML: inference.preset.name and inference.adapters."""
+    """Serving args from a Workspace YAML: its preset, adapters and adapter-refresh annotation, read as the
+    hooks read them (`contract.workspace.Workspace`, then `presets.facts`). Nothing is fetched here: this
+    also runs on every edit of the file (prefetch_adapters checks the images once at start-up)."""
+    import pydantic
     import yaml
+
+    from contract.workspace import Workspace
+    from presets import PresetNotFound
+    from presets.facts import workspace_facts
 
     try:
         docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
@@ -66,33 +70,39 @@ def workspace_args(path: str) -> dict[str, Any]:
         raise UpError(f"workspace file {path} is not valid YAML{where}: {e.problem or e.context}") from e
     except yaml.YAMLError as e:
         raise UpError(f"workspace file {path} is not valid YAML: {_first_line(e)}") from e
-    ws = next((d for d in docs if isinstance(d, dict) and d.get("kind") == "Workspace"), None)
-    if ws is None:
+    raw = next((d for d in docs if isinstance(d, dict) and d.get("kind") == "Workspace"), None)
+    if raw is None:
         raise UpError(f"{path} holds no Workspace (kind: Workspace)")
-    inference = ws.get("inference") or {}
-    preset = ((inference.get("preset") or {}).get("name"))
-    if not preset:
+    # kaito up places nothing on nodes: a file without resource.labelSelector (which the cluster
+    # refuses) still serves here.
+    resource = raw.get("resource") if isinstance(raw.get("resource"), dict) else {}
+    raw = {**raw, "resource": {"labelSelector": {}, **resource}}
+    try:
+        facts = workspace_facts(Workspace.model_validate(raw))
+    except pydantic.ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise UpError(f"{path}: {where}: {err['msg']}") from e
+    except PresetNotFound as e:
+        raise UpError(f"{path}: inference.preset.name: {e}") from e
+    if facts.workspace.inference is None or facts.preset is None:
         raise UpError(f"{path}: inference.preset.name is required for kaito up")
     adapters = []
-    for i, a in enumerate(inference.get("adapters") or []):
-        src = (a.get("source") or {})
-        name = src.get("name")
-        image = src.get("image")
-        if not name or not image:
+    for i, a in enumerate(facts.adapters):
+        if not a.image:
             raise UpError(f"{path}: inference.adapters[{i}].source needs name and image")
-        # the replica fetches it (and re-resolves a tag); kaito up only checks it parses
-        source = image if "://" in image else f"oci://{image}"
+        # the replica fetches it and re-resolves its tag; kaito up only checks that it parses
+        source = f"{OCI_SCHEME}{a.image}"
         try:
             import artifacts
 
             artifacts.parse_oci(source)
         except Exception as e:  # noqa: BLE001
-            raise UpError(f"{path}: inference.adapters[{i}].source.image {image!r}: {_first_line(e)}") from e
-        adapters.append({"name": name, "source": source, "strength": float(a.get("strength", 1.0))})
-    args: dict[str, Any] = {"preset": preset, "adapters": adapters}
-    refresh = ((ws.get("metadata") or {}).get("annotations") or {}).get(ADAPTER_REFRESH_ANNOTATION)
-    if refresh is not None:
-        args["adapter_refresh"] = str(refresh)
+            raise UpError(f"{path}: inference.adapters[{i}].source.image {a.image!r}: {_first_line(e)}") from e
+        adapters.append({"name": a.name, "source": source, "strength": a.strength})
+    args: dict[str, Any] = {"preset": facts.preset.name, "adapters": adapters}
+    if facts.adapter_refresh is not None:
+        args["adapter_refresh"] = facts.adapter_refresh
     return args
 
 
@@ -103,7 +113,7 @@ def prefetch_adapters(args: dict[str, Any]) -> None:
     import artifacts
 
     for a in args.get("adapters", []):
-        if a["source"].startswith("oci://"):
+        if a["source"].startswith(OCI_SCHEME):
             try:
                 artifacts.resolve(a["source"])
             except Exception as e:  # noqa: BLE001

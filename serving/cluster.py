@@ -14,7 +14,6 @@ for the public Service.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shlex
@@ -23,6 +22,7 @@ import subprocess
 import sys
 import threading
 
+from contract.argv import cluster_parser
 from contract.ports import RAY_PORT, SERVE_PORT
 from contract.serveargs import ServeArgsError
 from contract.serveconfig import load_serve_config
@@ -93,13 +93,7 @@ def worker(address: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m serving.cluster")
-    sub = p.add_subparsers(dest="role", required=True)
-    h = sub.add_parser("head", help="start the Ray head and deploy the Serve config")
-    h.add_argument("--config", required=True)
-    w = sub.add_parser("worker", help="join a Ray head")
-    w.add_argument("--address", required=True, help="HOST:PORT of the head")
-    a = p.parse_args(argv)
+    a = cluster_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     try:
         return head(a.config) if a.role == "head" else worker(a.address)

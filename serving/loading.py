@@ -26,7 +26,7 @@ class LoadedModel:
     device: str
 
 
-def resolve_source(source: str) -> Path:
+def resolve_source(source: str, docker_config: str | None = None) -> Path:
     """A local directory is used as is; oci:// and hf:// sources go through the delivery library."""
     p = Path(source).expanduser()
     if p.is_dir():
@@ -35,7 +35,7 @@ def resolve_source(source: str) -> Path:
         raise ModelLoadError(f"model directory {source} does not exist")
     try:
         import artifacts  # lazy: only non-local sources need it
-        return Path(artifacts.resolve(source))
+        return Path(artifacts.resolve(source, docker_config=docker_config))
     except ModelLoadError:
         raise
     except Exception as e:  # noqa: BLE001 - any delivery failure becomes one plain line

@@ -14,34 +14,17 @@ import os
 import sys
 from pathlib import Path
 
+from contract.tuningjob import add_job_arguments
+
 from .errors import TuningError
-from .runner import DEFAULT_CONFIG, DEFAULT_DATA, TuneRequest
+from .runner import TuneRequest
 
 log = logging.getLogger("tuning")
 
 
 def build_parser(prog: str = "kaito tune") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Fine-tune a LoRA/QLoRA adapter (KAITO training_config.yaml).")
-    p.add_argument("--method", choices=("lora", "qlora"), default="lora", help="tuning method (default: lora)")
-    p.add_argument("--config", default=None,
-                   help=f"KAITO training_config.yaml (default: {DEFAULT_CONFIG} when it exists, else KAITO's "
-                        "default template for --method, the one the hooks put in the tuning ConfigMap)")
-    p.add_argument("--data", default=DEFAULT_DATA,
-                   help=f"dataset directory or file; URL downloads land here (default: {DEFAULT_DATA})")
-    p.add_argument("--output", default=None,
-                   help="output directory for checkpoints and the adapter (default: TrainingArguments.output_dir, "
-                        "else /mnt/results)")
-    p.add_argument("--base-model", default=None,
-                   help="base model: directory, oci:// or hf:// reference (default: ModelConfig."
-                        "pretrained_model_name_or_path, /workspace/tfs/weights, or the preset's source)")
-    p.add_argument("--preset", default=None,
-                   help="preset name: LoRA target modules, chat template, adapter base name; 'tiny' with no "
-                        "--base-model tunes the locally built tiny model (default: none)")
-    p.add_argument("--input-url", action="append", default=[], metavar="URL",
-                   help="dataset URL to download (http/https, public addresses only); repeatable")
-    p.add_argument("--input-image", default=None, metavar="REF", help="OCI image/artifact holding the dataset files")
-    p.add_argument("--push", default=None, metavar="REF",
-                   help="push the adapter to this OCI reference (credentials from $DOCKER_CONFIG/config.json)")
+    add_job_arguments(p)  # what the tuning Job passes (contract.tuningjob): one definition for both ends
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
     p.add_argument("--max-download-bytes", type=int, default=None, help="size limit per input URL (default 20 GiB)")
     p.add_argument("--allow-private-urls", action="store_true",

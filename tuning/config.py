@@ -19,12 +19,13 @@ from typing import Any
 
 import yaml
 
+from contract.tuningjob import METHODS, RESULTS_DIR
+
 from .errors import ConfigError
 
-METHODS = ("lora", "qlora")
 TOP_KEY = "training_config"
 SECTIONS = ("ModelConfig", "QuantizationConfig", "LoraConfig", "TrainingArguments", "DataCollator", "DatasetConfig")
-DEFAULT_OUTPUT_DIR = "/mnt/results"
+DEFAULT_OUTPUT_DIR = RESULTS_DIR  # the tuning Job's results mount (contract.tuningjob)
 
 
 MODEL_DTYPES = ("auto", "float32", "float16", "bfloat16")

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract.tuningjob import CONFIG_PATH, DATA_DIR
+
 from .config import DEFAULT_OUTPUT_DIR, TuningConfig, load_training_config, parse_training_config
 from .errors import ConfigError, TuningError
 from .outputs import (ADAPTER_FILES, METRICS_FILE, is_completed, mark_completed, neutral_base_reference, push_adapter,
@@ -23,8 +25,8 @@ from .outputs import (ADAPTER_FILES, METRICS_FILE, is_completed, mark_completed,
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = "/mnt/config/training_config.yaml"
-DEFAULT_DATA = "/mnt/data"
+DEFAULT_CONFIG = CONFIG_PATH  # the tuning Job's mounted ConfigMap (contract.tuningjob)
+DEFAULT_DATA = DATA_DIR
 DEFAULT_BASE_MODEL = "/workspace/tfs/weights"
 
 

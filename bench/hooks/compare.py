@@ -30,8 +30,8 @@ def _start(root: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(root), "KAITO_CLAIM_API": "nodeclaim",
            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="kaito-bench-metrics-")}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:hooks.gunicorn_conf", "-w", "2",
-                             "-b", f"127.0.0.1:{port}", "hooks.app:app"], cwd=root, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:hooks.shell.gunicorn_conf", "-w", "2",
+                             "-b", f"127.0.0.1:{port}", "hooks.shell.app:app"], cwd=root, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):
         try:

@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from hooks import sync_workspace  # noqa: E402
-from hooks.lifecycle import inprocess_transport, make_world  # noqa: E402
-from hooks.routes import BY_PATH, answer  # noqa: E402
-from hooks.settings import CLAIM_APIS, Settings  # noqa: E402
+from hooks.tools.emulated import inprocess_transport, make_world  # noqa: E402
+from hooks.core.routes import BY_PATH, answer  # noqa: E402
+from hooks.core.settings import CLAIM_APIS, Settings  # noqa: E402
 from metacontroller.api import build_object_map  # noqa: E402
 
 SETTINGS = Settings(claim_api=CLAIM_APIS["nodeclaim"])
@@ -97,9 +97,9 @@ def free_port() -> int:
 def start_gunicorn(port: int, worker_class: str = "sync") -> subprocess.Popen:
     env = {**os.environ, "KAITO_CLAIM_API": "nodeclaim",
            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="kaito-bench-metrics-")}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:hooks.gunicorn_conf", "-w", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:hooks.shell.gunicorn_conf", "-w", "2",
                              "-k", worker_class, *(["--threads", "4"] if worker_class == "gthread" else []),
-                             "-b", f"127.0.0.1:{port}", "hooks.app:app"], cwd=ROOT, env=env,
+                             "-b", f"127.0.0.1:{port}", "hooks.shell.app:app"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):
         try:
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in (1000, 10000):
             req = nodeprovisioner_body(n)
             raw = json.dumps(req).encode()
-            # decode + sync + encode without HTTP, with GC paused as hooks.app runs it
+            # decode + sync + encode without HTTP, with GC paused as hooks.shell.app runs it
             pure = median_time(lambda: _without_gc(answer, BY_PATH["/nodeprovisioner/sync"], raw, SETTINGS, "t"), 5)
             http = median_time(lambda: post(base + "/nodeprovisioner/sync", raw), 5)
             reply = json.loads(post(base + "/nodeprovisioner/sync", raw))

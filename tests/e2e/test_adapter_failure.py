@@ -6,10 +6,10 @@ import copy
 
 import yaml
 
-from hooks import status
-from hooks.lifecycle import make_world
+from hooks.core import status
+from hooks.tools.emulated import make_world
 from tests.support.conditions import conditions
-from hooks.settings import CLAIM_APIS, Settings
+from hooks.core.settings import CLAIM_APIS, Settings
 from tests.e2e.conftest import ROOT, RUNTIME_REF
 from tests.support.pods import Objects, PodRunner
 from tests.support.registry import registry_fixture

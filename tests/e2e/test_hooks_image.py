@@ -6,9 +6,9 @@ import subprocess
 
 import yaml
 
-from hooks.lifecycle import make_world
+from hooks.tools.emulated import make_world
 from tests.support.conditions import conditions
-from hooks.settings import CLAIM_APIS, Settings
+from hooks.core.settings import CLAIM_APIS, Settings
 from tests.e2e.conftest import ROOT
 from tests.support.images import PODMAN, RUNC
 

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 import artifacts
-from hooks.lifecycle import make_world
-from hooks.settings import CLAIM_APIS, Settings
+from hooks.tools.emulated import make_world
+from hooks.core.settings import CLAIM_APIS, Settings
 from tests.e2e.conftest import ROOT, RUNTIME_REF
 from tests.support.pods import Objects, PodRunner, adapt_serve_config, ray_node_env
 from tests.support.registry import _free_port, registry_fixture

@@ -24,11 +24,11 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 
 import yaml
 
-from hooks import nodes as nodesel
-from hooks import sync_workspace
-from hooks.lifecycle import inprocess_transport, make_world
-from hooks.settings import CLAIM_APIS, Settings
-from hooks.validation import validate_workspace
+from hooks.core import nodes as nodesel
+from hooks.core import sync_workspace
+from hooks.tools.emulated import inprocess_transport, make_world
+from hooks.core.settings import CLAIM_APIS, Settings
+from hooks.core.validation import validate_workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE_SYNC = "/workspace/sync"
@@ -243,7 +243,7 @@ def _workspace_violation(base: dict, sent: dict, answer: dict) -> Optional[str]:
     dropped = [k for k in _observed(sent, ns) if k not in kept]
     if not dropped:
         return None
-    errors = validate_workspace(_spec(parent))
+    errors = validate_workspace(_spec(parent)).errors
     if errors:
         return f"invalid spec ({errors[0]}) but dropped {dropped}"
     clean = copy.deepcopy(base)
@@ -267,7 +267,7 @@ def _nodeprovisioner_violation(sent: dict, answer: dict) -> Optional[str]:
         owner = workspaces.get((labels.get(nodesel.WS_NS_LABEL), labels.get(nodesel.WS_LABEL)))
         if owner is None or owner["metadata"].get("deletionTimestamp"):
             continue
-        errors = validate_workspace(_spec(owner))
+        errors = validate_workspace(_spec(owner)).errors
         if errors:
             problems.append(f"claim {name} of invalid Workspace {owner['metadata']['name']} ({errors[0]})")
     return "dropped " + "; ".join(problems) if problems else None

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hooks.lifecycle import make_world
-from hooks.settings import CLAIM_APIS, Settings
+from hooks.tools.emulated import make_world
+from hooks.core.settings import CLAIM_APIS, Settings
 from tests.integration.hooks.hooks_harness import validate_emitted
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -36,8 +36,8 @@ def hook_server(claim_api):
     metrics_dir = tempfile.mkdtemp(prefix="kaito-hooks-metrics-")
     env = {**os.environ, "KAITO_CLAIM_API": claim_api, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:hooks.gunicorn_conf", "-w", "2",
-         "-b", f"127.0.0.1:{port}", "hooks.app:app"],
+        [sys.executable, "-m", "gunicorn", "-c", "python:hooks.shell.gunicorn_conf", "-w", "2",
+         "-b", f"127.0.0.1:{port}", "hooks.shell.app:app"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -9,7 +9,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from hooks.settings import CLAIM_APIS
+from hooks.core.settings import CLAIM_APIS
 from metacontroller.apply import LAST_APPLIED, last_applied_of
 from tests.support.seeds import with_real_references
 

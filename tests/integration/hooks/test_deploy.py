@@ -9,8 +9,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from hooks.lifecycle import controllers
-from hooks.settings import CLAIM_APIS
+from hooks.tools.emulated import controllers
+from hooks.core.settings import CLAIM_APIS
 from tests.integration.hooks.hooks_harness import EXAMPLES, ROOT, crd_schemas
 
 KUBECTL = shutil.which("kubectl")

@@ -73,7 +73,7 @@ def test_phi3_inference_lifecycle(world_factory):
     assert args["num_replicas"] == 1 and args["gpus_per_replica"] == 1
 
 
-def test_adapters_init_containers_strengths_and_in_place_update(world_factory):
+def test_adapters_travel_in_the_serve_config_and_an_edit_leaves_the_deployment_alone(world_factory):
     world = world_factory()
     ws = load_example(ADAPTERS)
     ws["inference"]["adapters"].append({"source": {"name": "second", "image": "registry.example.com/ad/second:1",
@@ -84,25 +84,28 @@ def test_adapters_init_containers_strengths_and_in_place_update(world_factory):
     kids = children(world, "default", name)
     validate_strict(kids.values())
     dep = kids[f"Deployment/{name}"]
-    inits = dep["spec"]["template"]["spec"]["initContainers"]
-    assert [c["command"][:3] for c in inits] == [
-        ["kaito", "pull", "myregistry.azurecr.io/adapters/phi-3-adapter:0.0.1"],
-        ["kaito", "pull", "registry.example.com/ad/second:1"]]
-    assert inits[1]["env"] == [{"name": "DOCKER_CONFIG", "value": "/mnt/pull-secrets/second"}]
+    [prefetch] = dep["spec"]["template"]["spec"]["initContainers"]
+    assert prefetch["command"] == ["kaito", "pull", "--from-serve-config", "/mnt/config/serve_config.yaml"]
+    assert {"name": "adapter-pull-secret-second", "mountPath": "/mnt/pull-secrets/second", "readOnly": True} in \
+        prefetch["volumeMounts"]
     args = yaml.safe_load(kids[f"ConfigMap/{name}"]["data"]["serve_config.yaml"])["applications"][0]["args"]
-    assert [(a["name"], a["path"], a["strength"]) for a in args["adapters"]] == [
-        ("phi-3-adapter", "/mnt/adapter/phi-3-adapter", 1.0), ("second", "/mnt/adapter/second", 0.25)]
+    assert [(a["name"], a["source"], a["strength"], a.get("docker_config")) for a in args["adapters"]] == [
+        ("phi-3-adapter", "oci://myregistry.azurecr.io/adapters/phi-3-adapter:0.0.1", 1.0, None),
+        ("second", "oci://registry.example.com/ad/second:1", 0.25, "/mnt/pull-secrets/second")]
 
-    # Changing an adapter's strength updates ConfigMap and Deployment in place (same objects).
+    # Changing an adapter's strength or tag updates the ConfigMap only: the Deployment is not rolled.
     current = workspace(world, name)
     current["inference"]["adapters"][1]["strength"] = "0.5"
+    current["inference"]["adapters"][0]["source"]["image"] = "myregistry.azurecr.io/adapters/phi-3-adapter:0.0.2"
     world.cluster.update(current)
     world.step()
     after = children(world, "default", name)
     assert after[f"Deployment/{name}"]["metadata"]["uid"] == dep["metadata"]["uid"]
-    assert after[f"Deployment/{name}"]["metadata"]["generation"] == dep["metadata"]["generation"] + 1
+    assert after[f"Deployment/{name}"]["metadata"]["generation"] == dep["metadata"]["generation"]
+    assert after[f"Deployment/{name}"]["spec"] == dep["spec"]
     args = yaml.safe_load(after[f"ConfigMap/{name}"]["data"]["serve_config.yaml"])["applications"][0]["args"]
-    assert args["adapters"][1]["strength"] == 0.5
+    assert [a["strength"] for a in args["adapters"]] == [1.0, 0.5]
+    assert args["adapters"][0]["source"].endswith(":0.0.2")
 
 
 def test_tuning_lifecycle_succeeds_then_recreates_job_on_spec_change(world_factory):

@@ -4,9 +4,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from hooks.children.names import KEY_MAX, adapter_key
-from hooks.cli_render import render
-from hooks.validation import validate_workspace
+from hooks.core.children.names import KEY_MAX, adapter_key
+from hooks.tools.render import render
+from hooks.core.validation import validate_workspace
 from tests.unit.hooks.conftest import load
 
 NAMES = ["Adapter-1", "adapter.v1", "Phi-Adapter", "phi-adapter", "A" * 200 + ".z"]
@@ -37,24 +37,26 @@ def _head_pod(ws):
 
 def test_kaito_v03_names_pass_through_the_hooks_into_valid_distinct_children():
     ws = _workspace(NAMES)
-    assert validate_workspace(ws) == []
+    assert validate_workspace(ws).errors == []
     spec, args = _head_pod(ws)
-    inits = [c["name"] for c in spec["initContainers"]]
     volumes = [v["name"] for v in spec["volumes"]]
-    paths = [a["source"] for a in args["adapters"]]
-    assert len(set(inits)) == len(NAMES) and len(set(volumes)) == len(volumes)
-    assert len({p.lower() for p in paths}) == len(NAMES) + 1  # distinct even on a case-insensitive disk
+    assert len(set(volumes)) == len(volumes)
     # serving (and so /v1/models and the OpenAI `model`) sees every adapter under its own name
     assert [a["name"] for a in args["adapters"]] == NAMES + ["From.PVC"]
-    # each puller writes where serving reads
-    assert [c["command"][3] for c in spec["initContainers"]] == paths[:len(NAMES)]
-    assert "phi-adapter" in [p.rsplit("/", 1)[1] for p in paths]  # a plain lowercase name is kept
+    assert [a["source"] for a in args["adapters"][:len(NAMES)]] == [
+        f"oci://myacr.azurecr.io/adapters/a{i}:1" for i in range(len(NAMES))]
+    # each pull secret and the user's volume get their own directory, distinct even on a case-insensitive disk
+    dirs = [a["docker_config"] for a in args["adapters"] if "docker_config" in a] + [args["adapters"][-1]["source"]]
+    assert len({d.lower() for d in dirs}) == len(NAMES) // 2 + 1
+    mounted = {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+    assert set(dirs) <= mounted
+    assert "phi-adapter" in [d.rsplit("/", 1)[1] for d in dirs]  # a plain lowercase name is kept
 
 
 def test_derived_names_are_stable_across_renders_and_orderings():
     first, _ = _head_pod(_workspace(NAMES))
     again, _ = _head_pod(_workspace(list(reversed(NAMES))))
-    assert sorted(c["name"] for c in first["initContainers"]) == sorted(c["name"] for c in again["initContainers"])
+    assert sorted(v["name"] for v in first["volumes"]) == sorted(v["name"] for v in again["volumes"])
 
 
 @pytest.mark.parametrize("name", NAMES + ["x", "a-b", "UPPER", "a.b.c", "9" * 253])
@@ -74,7 +76,7 @@ def test_names_differing_only_in_case_get_different_keys():
 def test_a_name_built_to_equal_another_key_is_refused():
     taken = adapter_key("Adapter-1")
     ws = _workspace(["Adapter-1", taken])
-    [error] = validate_workspace(ws)
+    [error] = validate_workspace(ws).errors
     assert error.path == "inference.adapters[1].source.name"
     assert error.message == (f"adapter names 'Adapter-1' and {taken!r} map to the same Kubernetes name {taken!r}; "
                              "rename one")
@@ -86,5 +88,5 @@ def test_a_name_built_to_equal_another_key_is_refused():
 ])
 def test_adapter_name_rule_is_kaito_v03s_set_plus_dots(name, ok):
     ws = _workspace([name])
-    errors = [e for e in validate_workspace(ws) if e.path == "inference.adapters[0].source.name"]
+    errors = [e for e in validate_workspace(ws).errors if e.path == "inference.adapters[0].source.name"]
     assert (errors == []) is ok, errors

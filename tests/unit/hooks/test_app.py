@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from hooks.app import app
-from hooks.settings import Settings, SettingsError
+from hooks.shell.app import app
+from hooks.core.errors import SettingsError
+from hooks.core.settings import Settings
 
 V2_KEYS = {"status", "children", "resyncAfterSeconds", "finalized"}
 
@@ -63,8 +64,8 @@ def test_errors_name_the_problem(client):
 
 
 def test_one_claim_api_default_and_no_spec_default():
-    from hooks.api import NodeProvisionerSpec
-    from hooks.settings import DEFAULT_CLAIM_API
+    from hooks.core.api import NodeProvisionerSpec
+    from hooks.core.settings import DEFAULT_CLAIM_API
 
     assert Settings().claim_api.name == Settings.from_env({}).claim_api.name == DEFAULT_CLAIM_API == "nodeclaim"
     assert NodeProvisionerSpec().claim_api is None  # the overlay decides; the spec field only checks

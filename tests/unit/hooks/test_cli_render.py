@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from hooks import cli_render
+from hooks.tools import render as cli_render
 from tests.unit.hooks.conftest import load, load_ready
 
 

@@ -4,7 +4,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from hooks import crdgen
+from hooks.tools import crdgen
 from tests.unit.hooks.conftest import EXAMPLES, ROOT
 
 CRD_DIR = ROOT / "deploy" / "crds"

@@ -6,8 +6,9 @@ import yaml
 
 from artifacts.errors import InvalidReference
 from artifacts.reference import parse_oci
-from hooks import crdgen, rules
-from hooks.validation import validate_workspace
+from hooks.tools import crdgen
+from hooks.core import rules
+from hooks.core.validation import validate_workspace
 from tests.support import crd_cel
 from tests.unit.hooks.conftest import load_ready
 
@@ -66,11 +67,11 @@ def _workspace(ref: str) -> dict:
 @pytest.mark.parametrize(("ref", "accepted"), REFERENCES, ids=[r for r, _ in REFERENCES])
 def test_cel_python_and_the_puller_agree(ref, accepted):
     image_messages = (rules.message("output-image-format"), rules.message("output-image-lowercase"))
-    python_ok = not [e for e in validate_workspace(_workspace(ref)) if e.path == "tuning.output.image"]
+    python_ok = not [e for e in validate_workspace(_workspace(ref)).errors if e.path == "tuning.output.image"]
     cel_ok = not [v for v in crd_cel.violations(SCHEMA, _workspace(ref)) if v.message in image_messages]
     assert (python_ok, cel_ok, _parses(ref)) == (accepted, accepted, accepted)
 
 
 def test_upper_case_is_its_own_message_naming_the_field():
-    [error] = [e for e in validate_workspace(_workspace("myacr.azurecr.io/Data:0.1")) if e.path == "tuning.output.image"]
+    [error] = [e for e in validate_workspace(_workspace("myacr.azurecr.io/Data:0.1")).errors if e.path == "tuning.output.image"]
     assert error.message == "Repository name must be lowercase (tuning.output.image): 'myacr.azurecr.io/Data:0.1'"

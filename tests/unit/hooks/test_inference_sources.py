@@ -4,7 +4,7 @@ import copy
 import kubernetes_validate
 import yaml
 
-from hooks.cli_render import render
+from hooks.tools.render import render
 from tests.unit.hooks.conftest import PLACEHOLDERS, load, load_ready
 
 
@@ -21,30 +21,35 @@ def _head(objs, name):
     return deployment["spec"]["template"]["spec"]
 
 
-def test_adapter_from_a_volume_is_mounted_not_pulled():
+def test_adapter_from_a_volume_is_mounted_and_an_image_adapter_is_named_in_the_serve_config():
     ws = load_ready("examples/inference/kaito_workspace_phi_3_with_adapters.yaml")
     ws["inference"]["adapters"].append(
         {"source": {"name": "from-pvc", "volumeSource": {"persistentVolumeClaim": {"claimName": "adapters"}}}, "strength": "0.5"})
     name = ws["metadata"]["name"]
     objs = _objects(ws)
     spec = _head(objs, name)
-    assert [c["command"][2] for c in spec["initContainers"]] == [PLACEHOLDERS["ACR_REPO_HERE.azurecr.io/ADAPTER_HERE:0.0.1"]]
+    [prefetch] = spec["initContainers"]
+    assert prefetch["command"] == ["kaito", "pull", "--from-serve-config", "/mnt/config/serve_config.yaml"]
     assert {"name": "adapter-volume-from-pvc", "persistentVolumeClaim": {"claimName": "adapters"}} in spec["volumes"]
     mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
     assert mounts["/mnt/adapter-volumes/from-pvc"]["readOnly"] is True
     args = yaml.safe_load(objs[("ConfigMap", name)]["data"]["serve_config.yaml"])["applications"][0]["args"]
+    image = PLACEHOLDERS["ACR_REPO_HERE.azurecr.io/ADAPTER_HERE:0.0.1"]
     assert args["adapters"] == [
-        {"name": "phi-3-adapter", "source": "/mnt/adapter/phi-3-adapter", "strength": 1.0},
+        {"name": "phi-3-adapter", "source": f"oci://{image}", "strength": 1.0},
         {"name": "from-pvc", "source": "/mnt/adapter-volumes/from-pvc", "strength": 0.5},
     ]
 
 
-def test_volume_only_adapters_need_no_pull_volume():
+def test_the_prefetch_container_and_the_serving_container_share_the_cache():
     ws = copy.deepcopy(load("examples/inference/kaito_workspace_phi_3.yaml"))
-    ws["inference"]["adapters"] = [{"source": {"name": "a", "volumeSource": {"emptyDir": {}}}}]
     spec = _head(_objects(ws), ws["metadata"]["name"])
-    assert "initContainers" not in spec
-    assert "adapters" not in [v["name"] for v in spec["volumes"]]
+    [prefetch], [serve] = spec["initContainers"], spec["containers"]
+    cache = {v["name"] for v in spec["volumes"] if v.get("emptyDir") == {}}
+    def cache_dir(c):
+        return next(m["mountPath"] for m in c["volumeMounts"] if m["name"] in cache)
+    env = lambda c: {e["name"]: e.get("value") for e in c["env"]}  # noqa: E731
+    assert env(prefetch)["KAITO_CACHE_DIR"] == cache_dir(prefetch) == cache_dir(serve) == env(serve)["KAITO_CACHE_DIR"]
 
 
 def test_private_access_mode_serves_the_given_image_with_its_pull_secret():

@@ -13,9 +13,9 @@ import pydantic
 import pytest
 import yaml
 
-from hooks import crdgen
-from hooks.api import Workspace
-from hooks.validation import validate_workspace
+from hooks.tools import crdgen
+from contract.workspace import Workspace
+from hooks.core.validation import validate_workspace
 from tests.support import crd_cel
 from tests.unit.hooks.conftest import ROOT
 
@@ -45,7 +45,7 @@ def _fill(node, filled: dict):
 
 
 def _ours(case) -> tuple[str, list[str]]:
-    errors = validate_workspace(_complete(case["workspace"]), _complete(case.get("old")))
+    errors = validate_workspace(_complete(case["workspace"]), _complete(case.get("old"))).errors
     return ("invalid" if errors else "valid"), [str(e) for e in errors]
 
 
@@ -71,7 +71,7 @@ def test_verdict_is_kaitos_or_differs_with_a_reason(item):
 @pytest.mark.parametrize("item", [i for i in CASES if "filled" in i[1]], ids=_id)
 def test_example_is_valid_once_its_placeholders_are_filled(item):
     _, case = item
-    assert validate_workspace(_complete(_fill(case["workspace"], case["filled"]))) == []
+    assert validate_workspace(_complete(_fill(case["workspace"], case["filled"]))).errors == []
 
 
 def _schema_ok(doc: dict) -> bool:

@@ -6,9 +6,10 @@ import json
 import re
 import time
 
-from hooks import nodeprovisioner
-from hooks.protocol import NodeProvisionerSyncRequest
-from hooks.settings import CLAIM_APIS, Settings
+from contract.workspace import claim_name
+from hooks.core import nodeprovisioner
+from hooks.core.protocol import NodeProvisionerSyncRequest
+from hooks.core.settings import CLAIM_APIS, Settings
 from metacontroller.api import decode
 
 T0 = "2026-01-01T00:00:00Z"
@@ -42,10 +43,10 @@ def request(workspaces, nodes=(), children=None):
 
 
 def test_claim_names_are_valid_agent_pool_names_and_stable():
-    names = {nodeprovisioner.claim_name(f"ns{i}", "w", j) for i in range(100) for j in range(3)}
+    names = {claim_name(f"ns{i}", "w", j) for i in range(100) for j in range(3)}
     assert len(names) == 300
     assert all(re.fullmatch(r"[a-z][a-z0-9]{0,10}", n) and len(n) == 11 for n in names)
-    assert nodeprovisioner.claim_name("a", "b", 0) == nodeprovisioner.claim_name("a", "b", 0)
+    assert claim_name("a", "b", 0) == claim_name("a", "b", 0)
 
 
 def test_one_claim_per_missing_node_in_both_apis():
@@ -133,7 +134,7 @@ def test_invalid_workspace_keeps_its_claims_as_last_applied_and_status_says_why(
 
 
 def _post(body):
-    from hooks.app import app
+    from hooks.shell.app import app
     r = app.test_client().post("/nodeprovisioner/sync", data=json.dumps(body), content_type="application/json")
     return r.status_code, r.get_json()
 

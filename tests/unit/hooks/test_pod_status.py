@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from hooks import status, sync_workspace
+from hooks.core import status, sync_workspace
 from tests.unit.hooks.test_sync_workspace import SETTINGS, T0, T1, ready_nodes, request
 
 NS = "default"

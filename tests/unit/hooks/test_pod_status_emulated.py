@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import copy
 
-from hooks import status
-from hooks.lifecycle import inprocess_transport, make_world
+from hooks.core import status
+from hooks.tools.emulated import inprocess_transport, make_world
 from tests.support.conditions import conditions
-from hooks.settings import CLAIM_APIS, Settings
+from hooks.core.settings import CLAIM_APIS, Settings
 from tests.unit.hooks.test_pod_status import CASES, pod
 
 WS_API = ("kaito.sh/v1alpha1", "Workspace")

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from hooks import lifecycle
-from hooks.app import app
-from hooks.routes import BY_PATH, ROUTES, Route, answer
-from hooks.settings import Settings
+from hooks.tools import emulated as lifecycle
+from hooks.shell.app import app
+from hooks.core.routes import BY_PATH, ROUTES, Route, answer
+from hooks.core.settings import Settings
 from metacontroller.api import CustomizeRequest
 from metacontroller.errors import HookCallError
 

@@ -8,8 +8,10 @@ import copy
 import pytest
 import yaml
 
-from hooks import crdgen, rules
-from hooks.validation import validate_workspace
+from hooks.tools import crdgen
+
+from hooks.core import rules
+from hooks.core.validation import validate_workspace
 from tests.support import crd_cel
 from tests.unit.hooks.conftest import load_ready
 from tests.unit.hooks.rule_cases import CASES
@@ -42,9 +44,9 @@ def test_cel_rule_refuses_and_accepts(case):
 def test_python_rule_refuses_and_accepts(case):
     rule_id, refused, accepted, old = _build(case)
     rule = rules.BY_ID[rule_id]
-    messages = [e.message for e in validate_workspace(refused, old)]
+    messages = [e.message for e in validate_workspace(refused, old).errors]
     assert any(m.startswith(rule.message) for m in messages), messages
-    messages = [e.message for e in validate_workspace(accepted, old)]
+    messages = [e.message for e in validate_workspace(accepted, old).errors]
     assert not any(m.startswith(rule.message) for m in messages), messages
 
 

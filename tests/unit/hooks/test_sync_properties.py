@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from hooks.app import app
+from hooks.shell.app import app
 from tests.support import hook_fuzz
 
 FIXED_SEED = 20261201

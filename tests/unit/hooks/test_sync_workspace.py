@@ -8,8 +8,8 @@ import re
 import kubernetes_validate
 import yaml
 
-from hooks import sync_workspace
-from hooks.settings import CLAIM_APIS, Settings
+from hooks.core import sync_workspace
+from hooks.core.settings import CLAIM_APIS, Settings
 
 SETTINGS = Settings(claim_api=CLAIM_APIS["nodeclaim"], runtime_image="registry.example.com/runtime:1")
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hooks.validation import FieldError, WorkspaceInvalid, parse_workspace, validate_workspace
+from hooks.core.errors import WorkspaceInvalid
+from hooks.core.validation import FieldError, parse_workspace, validate_workspace
 from tests.unit.hooks.conftest import EXAMPLES, PLACEHOLDERS, with_real_references
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.yaml"))
@@ -12,7 +13,7 @@ FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", EXAMPLES + FIXTURES, ids=lambda p: p.name)
 def test_examples_and_seed_listings_are_valid_once_their_placeholders_are_filled(path):
-    assert validate_workspace(with_real_references(yaml.safe_load(path.read_text()))) == []
+    assert validate_workspace(with_real_references(yaml.safe_load(path.read_text()))).errors == []
 
 
 SEEDS_WITH_PLACEHOLDERS = [p for p in EXAMPLES + FIXTURES if any(k in p.read_text() for k in PLACEHOLDERS)]
@@ -22,7 +23,7 @@ SEEDS_WITH_PLACEHOLDERS = [p for p in EXAMPLES + FIXTURES if any(k in p.read_tex
 def test_seed_placeholders_are_refused_naming_the_field_and_lower_case(path):
     """KAITO's verdict on `ACR_REPO_HERE.azurecr.io/IMAGE_NAME_HERE:0.0.1`: the repository must be
     lower-case; a Job that trains for hours and then cannot push is worse."""
-    errors = validate_workspace(yaml.safe_load(path.read_text()))
+    errors = validate_workspace(yaml.safe_load(path.read_text())).errors
     fields = {"tuning.output.image", "inference.adapters[0].source.image"}
     assert {e.path for e in errors} <= fields and errors
     assert any(e.message.startswith("Repository name must be lowercase") for e in errors)
@@ -30,7 +31,7 @@ def test_seed_placeholders_are_refused_naming_the_field_and_lower_case(path):
 
 
 def _messages(ws, old=None):
-    return [str(e) for e in validate_workspace(ws, old)]
+    return [str(e) for e in validate_workspace(ws, old).errors]
 
 
 def test_unknown_field_names_path_and_accepted_fields(inference_ws):
@@ -115,7 +116,7 @@ def test_errors_accumulate_across_rules_and_catalog(adapters_ws):
     adapters_ws["metadata"]["name"] = "Bad_Name"
     adapters_ws["inference"]["preset"]["name"] = "nope"
     adapters_ws["inference"]["adapters"][0]["strength"] = "2"
-    paths = [e.path for e in validate_workspace(adapters_ws)]
+    paths = [e.path for e in validate_workspace(adapters_ws).errors]
     assert paths == ["inference.adapters[0].strength", "inference.preset.name", "metadata.name"]
 
 
@@ -133,8 +134,8 @@ def test_adapters_are_mutable(inference_ws):
 
 
 def test_not_a_workspace():
-    assert validate_workspace(["a", "list"]) == [FieldError("", "a Workspace must be a mapping, got list")]
-    assert validate_workspace({"apiVersion": "v1", "kind": "Pod"})[0].path == "kind"
+    assert validate_workspace(["a", "list"]).errors == [FieldError("", "a Workspace must be a mapping, got list")]
+    assert validate_workspace({"apiVersion": "v1", "kind": "Pod"}).errors[0].path == "kind"
 
 
 def test_parse_workspace_raises_with_all_errors(inference_ws):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hooks.cli_render import render
+from hooks.tools.render import render
 from tuning import runner
 from tuning.cli import build_parser, main
 from tuning.config import load_training_config, parse_training_config

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from hooks.core.errors import SettingsError
 from metacontroller.api import group_key
 
 DEFAULT_RUNTIME_IMAGE = "ghcr.io/kaito-ray/runtime:0.1.0"
@@ -29,10 +30,6 @@ CLAIM_APIS = {
     "machine": ClaimApi("machine", "karpenter.sh/v1alpha5", "Machine", "machines"),
     "nodeclaim": ClaimApi("nodeclaim", "karpenter.sh/v1", "NodeClaim", "nodeclaims"),
 }
-
-
-class SettingsError(ValueError):
-    """A hook-server setting has a value outside the accepted ones."""
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 `validate_workspace` is what `kaito validate` prints and what the sync hook turns into a False
 condition. It applies, in order: the API models (types, unknown fields), the rules of
-`hooks.rules` (the same ones the CRD enforces with CEL), then what needs the catalog (unknown
+`hooks.core.rules` (the same ones the CRD enforces with CEL), then what needs the catalog (unknown
 preset, GPU fit against the SKU table, tunable presets, gated weights).
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,9 +17,11 @@ import pydantic
 
 import presets
 from contract.urlpolicy import is_http_url, is_internal_url
-from hooks import rules
-from hooks.api import ResourceSpec, Workspace
-from hooks.children.names import adapter_key
+from hooks.core import rules
+from contract.workspace import DEFAULT_INSTANCE_TYPE, MAX_WORKSPACE_ADAPTERS, ResourceSpec, Workspace
+from hooks.core.children.names import adapter_key
+from hooks.core.errors import WorkspaceInvalid
+from presets.facts import WorkspaceFacts, workspace_facts
 
 
 
@@ -29,12 +32,6 @@ class FieldError:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class WorkspaceInvalid(ValueError):
-    def __init__(self, errors: list[FieldError]):
-        super().__init__("; ".join(map(str, errors)))
-        self.errors = errors
 
 
 def _loc_to_path(loc: tuple) -> str:
@@ -98,7 +95,7 @@ def _has(obj: dict | None, key: str) -> bool:
 
 
 def _check_rules(ws: dict, errors: list[FieldError]) -> None:
-    """Python twins of hooks.rules (create rules); raw dicts, so 'has' means what CEL means."""
+    """Python twins of hooks.core.rules (create rules); raw dicts, so 'has' means what CEL means."""
     name = (ws.get("metadata") or {}).get("name") or ""
     if len(name) > 63 or not re.match(rules.DNS_LABEL, name):
         _fail(errors, "metadata.name", "name-dns-label", repr(name))
@@ -131,7 +128,7 @@ def _check_inference(inference: dict, errors: list[FieldError]) -> None:
         _check_image((preset.get("presetOptions") or {}).get("image"), "inference.preset.presetOptions.image",
                      "preset-image", errors)
     adapters = inference.get("adapters") or []
-    if len(adapters) > 10:
+    if len(adapters) > MAX_WORKSPACE_ADAPTERS:
         _fail(errors, "inference.adapters", "adapters-max", f"got {len(adapters)}")
     seen: set[str] = set()
     for i, adapter in enumerate(adapters):
@@ -165,7 +162,7 @@ def _shorten(value: str, limit: int = 80) -> str:
 
 
 def _check_image(image: Any, path: str, stem: str, errors: list[FieldError]) -> None:
-    """The twin of the `<stem>-format` and `<stem>-lowercase` rules (hooks.rules.IMAGE_FIELDS)."""
+    """The twin of the `<stem>-format` and `<stem>-lowercase` rules (hooks.core.rules.IMAGE_FIELDS)."""
     if not isinstance(image, str):
         return
     if not re.match(rules.IMAGE_REF, image):
@@ -207,12 +204,12 @@ def _check_tuning(tuning: dict, errors: list[FieldError]) -> None:
 
 
 def _check_update(new: dict, old: dict, errors: list[FieldError]) -> None:
-    """Python twins of the transition rules of hooks.rules."""
+    """Python twins of the transition rules of hooks.core.rules."""
     for section, rule_id in (("inference", "inference-toggle"), ("tuning", "tuning-toggle")):
         if (new.get(section) is None) != (old.get(section) is None):
             _fail(errors, section, rule_id)
     new_res, old_res = new.get("resource") or {}, old.get("resource") or {}
-    defaults = {"count": ResourceSpec.model_fields["count"].default, "instanceType": ResourceSpec.model_fields["instance_type"].default}
+    defaults = {"count": ResourceSpec.model_fields["count"].default, "instanceType": DEFAULT_INSTANCE_TYPE}
     for key, rule_id in (("count", "count-immutable"), ("instanceType", "instance-type-immutable"), ("labelSelector", "label-selector-immutable")):
         if new_res.get(key, defaults.get(key)) != old_res.get(key, defaults.get(key)):
             _fail(errors, f"resource.{key}", rule_id)
@@ -339,7 +336,7 @@ def workspace_warnings(obj: Any) -> list[FieldError]:
         return []
     resource = obj["resource"]
     path = "resource.instanceType"
-    default = ResourceSpec.model_fields["instance_type"].default
+    default = DEFAULT_INSTANCE_TYPE
     if resource.get("instanceType") is None:
         return [FieldError(path, (
             f"instanceType is not set; the default {default} applies (KAITO v0.3 defaulted to Standard_NC12s_v3)"))]
@@ -353,13 +350,30 @@ def workspace_warnings(obj: Any) -> list[FieldError]:
     return []
 
 
-def validate_workspace(obj: Any, old: Any = None) -> list[FieldError]:
-    """Every error in `obj` (and, with `old`, in the update from `old`), sorted; [] when valid."""
+@dataclass(frozen=True)
+class Validated:
+    """One parse of a Workspace: the model (None when it does not parse) and every error, sorted.
+
+    `facts` are the derived facts (presets.facts) of a valid Workspace, None for an invalid one."""
+    workspace: Workspace | None
+    errors: list[FieldError]
+
+    @property
+    def valid(self) -> bool:
+        return self.workspace is not None and not self.errors
+
+    @functools.cached_property
+    def facts(self) -> WorkspaceFacts | None:
+        return workspace_facts(self.workspace) if self.valid else None
+
+
+def validate_workspace(obj: Any, old: Any = None) -> Validated:
+    """Parse `obj` once and collect every error in it (and, with `old`, in the update from `old`)."""
     if not isinstance(obj, dict):
-        return [FieldError("", f"a Workspace must be a mapping, got {type(obj).__name__}")]
+        return Validated(None, [FieldError("", f"a Workspace must be a mapping, got {type(obj).__name__}")])
     errors: list[FieldError] = []
     if obj.get("kind", "Workspace") != "Workspace" or obj.get("apiVersion", "kaito.sh/v1alpha1") != "kaito.sh/v1alpha1":
-        return [FieldError("kind", f"expected apiVersion kaito.sh/v1alpha1, kind Workspace; got {obj.get('apiVersion')}, {obj.get('kind')}")]
+        return Validated(None, [FieldError("kind", f"expected apiVersion kaito.sh/v1alpha1, kind Workspace; got {obj.get('apiVersion')}, {obj.get('kind')}")])
     try:
         ws = Workspace.model_validate(obj)
     except pydantic.ValidationError as exc:
@@ -370,11 +384,11 @@ def validate_workspace(obj: Any, old: Any = None) -> list[FieldError]:
         if old is not None and isinstance(old, dict):
             _check_update(obj, old, errors)
         errors += check_catalog(ws)
-    return sorted(set(errors))
+    return Validated(ws, sorted(set(errors)))
 
 
 def parse_workspace(obj: Any) -> Workspace:
-    errors = validate_workspace(obj)
-    if errors:
-        raise WorkspaceInvalid(errors)
-    return Workspace.model_validate(obj)
+    checked = validate_workspace(obj)
+    if checked.errors:
+        raise WorkspaceInvalid(checked.errors)
+    return checked.workspace

@@ -1,4 +1,4 @@
-"""gunicorn settings for the hook server: `gunicorn -c python:hooks.gunicorn_conf hooks.app:app`."""
+"""gunicorn settings for the hook server: `gunicorn -c python:hooks.shell.gunicorn_conf hooks.shell.app:app`."""
 from __future__ import annotations
 
 import os

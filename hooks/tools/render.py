@@ -11,8 +11,9 @@ import sys
 
 import yaml
 
-from hooks.api import API_VERSION
-from hooks.settings import CLAIM_APIS, DEFAULT_CLAIM_API, DEFAULT_RUNTIME_IMAGE, Settings
+from contract.workspace import API_VERSION
+from hooks.core.errors import INVALID_SPEC
+from hooks.core.settings import CLAIM_APIS, DEFAULT_CLAIM_API, DEFAULT_RUNTIME_IMAGE, Settings
 from metacontroller.api import Obj
 from metacontroller.apply import as_last_applied
 KINDS = (("karpenter.sh/v1alpha5", "Machine"), ("karpenter.sh/v1", "NodeClaim"), ("v1", "ConfigMap"),
@@ -36,7 +37,7 @@ _Dumper.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:
 def render(workspace: Obj, *, claim_api: str = DEFAULT_CLAIM_API, namespace: str = "default",
            runtime_image: str | None = None, max_rounds: int = 12) -> tuple[list[Obj], Obj]:
     """(claims and children as the hooks emitted them, the Workspace's final status)."""
-    from hooks.lifecycle import inprocess_transport, make_world
+    from hooks.tools.emulated import inprocess_transport, make_world
 
     settings = Settings(claim_api=CLAIM_APIS[claim_api], runtime_image=runtime_image or DEFAULT_RUNTIME_IMAGE)
     clock = lambda: "2026-01-01T00:00:00Z"  # noqa: E731 - a fixed clock keeps the output reproducible
@@ -53,7 +54,7 @@ def render(workspace: Obj, *, claim_api: str = DEFAULT_CLAIM_API, namespace: str
         current = world.get("kaito.sh/v1alpha1", "Workspace", name, ns) or {}
         conds = {c["type"]: c for c in (current.get("status") or {}).get("conditions") or []}
         if any(conds.get(t, {}).get("status") == "True" for t in done) or \
-                any(c.get("reason") == "InvalidSpec" for c in conds.values()):
+                any(c.get("reason") == INVALID_SPEC for c in conds.values()):
             break
     objects = [_as_applied(o) for av, kind in KINDS for o in world.cluster.list(av, kind)]
     status = (world.get("kaito.sh/v1alpha1", "Workspace", name, ns) or {}).get("status") or {}
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False))
     sys.stdout.write("---\n# Workspace status after the emulated lifecycle\n")
     sys.stdout.write(yaml.dump({"status": status}, Dumper=_Dumper, sort_keys=False))
-    invalid = [c for c in status.get("conditions") or [] if c.get("reason") == "InvalidSpec"]
+    invalid = [c for c in status.get("conditions") or [] if c.get("reason") == INVALID_SPEC]
     if invalid:
         print(f"kaito render: invalid workspace: {invalid[0]['message']}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from hooks.validation import FieldError, validate_workspace, workspace_warnings
+from hooks.core.validation import FieldError, validate_workspace, workspace_warnings
 
 
 def _load(path: Path) -> list:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.old and old is None:
             errors = [FieldError("metadata.name", f"no Workspace named {name!r} in {args.old}")]
         else:
-            errors = validate_workspace(doc, old)
+            errors = validate_workspace(doc, old).errors
         label = f"{args.filename}" + (f" ({name})" if len(docs) > 1 else "")
         for warning in workspace_warnings(doc):
             print(f"{label}: warning: {warning}")

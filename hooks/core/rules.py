@@ -1,8 +1,8 @@
 """KAITO's admission rules that need no catalog, as CEL for the CRD and as data for the tests.
 
 Each rule sits at a path of the Workspace schema ("" is the root; "[]" steps into list items)
-and carries KAITO's message. `hooks.crdgen` writes them as `x-kubernetes-validations`;
-`hooks.validation` enforces the same rules in Python (for `kaito validate` and the hooks), and
+and carries KAITO's message. `hooks.tools.crdgen` writes them as `x-kubernetes-validations`;
+`hooks.core.validation` enforces the same rules in Python (for `kaito validate` and the hooks), and
 the tests evaluate every CEL rule with a CEL interpreter against the Python verdict, so a typo in
 either fails a test. Rules that read `oldSelf` are transition rules: they run on update only.
 Regular expressions go into CEL as raw strings (r'...'): the API server's CEL refuses escapes
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contract.urlpolicy import METADATA_ADDRESSES, METADATA_HOSTNAMES
+from contract.workspace import MAX_WORKSPACE_ADAPTERS
 
 DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Adapter names: KAITO v0.3 takes any case up to 253 characters, v0.4+ DNS-1123 subdomains (dots);
@@ -125,8 +126,8 @@ RULES: tuple[Rule, ...] = (
     Rule("private-needs-image", "inference.preset",
          "self.accessMode != 'private' || (has(self.presetOptions) && has(self.presetOptions.image))",
          "When AccessMode is private, an image must be provided in PresetOptions"),
-    Rule("adapters-max", "inference.adapters", "size(self) <= 10",
-         "Number of Adapters exceeds the maximum limit, maximum of 10 allowed"),
+    Rule("adapters-max", "inference.adapters", f"size(self) <= {MAX_WORKSPACE_ADAPTERS}",
+         f"Number of Adapters exceeds the maximum limit, maximum of {MAX_WORKSPACE_ADAPTERS} allowed"),
     Rule("adapters-unique", "inference.adapters",
          "self.all(a, !has(a.source.name) || self.exists_one(b, has(b.source.name) && b.source.name == a.source.name))",
          "Duplicate adapter source name found"),

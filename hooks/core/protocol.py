@@ -15,7 +15,8 @@ from metacontroller.api import CustomizeRequest, KubeObject, ObjectStatus, SyncR
 WORKSPACE_KEY = group_key("kaito.sh/v1alpha1", "Workspace")
 NODE_KEY = group_key("v1", "Node")
 
-__all__ = ["CustomizeRequest", "NODE_KEY", "NodeProvisionerSyncRequest", "WORKSPACE_KEY", "WorkspaceSyncRequest"]
+__all__ = ["CustomizeRequest", "NODE_KEY", "NodeProvisionerSyncRequest", "WORKSPACE_KEY", "WorkspaceObject",
+           "WorkspaceStatusShape", "WorkspaceSyncRequest"]
 
 
 class WorkspaceStatusShape(ObjectStatus):

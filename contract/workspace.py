@@ -1,19 +1,38 @@
-"""The Workspace and NodeProvisioner APIs (`kaito.sh/v1alpha1`), as KAITO users write them.
+"""The Workspace API (`kaito.sh/v1alpha1`), as KAITO users write it.
 
 These models are the single source of truth: the hooks parse with them, `kaito validate` checks
-with them, and `hooks.crdgen` turns them (plus `hooks.rules`) into the CRDs' OpenAPI schemas.
-Spec fields are top-level (`resource`, `inference`, `tuning`), exactly as in KAITO.
+with them, `kaito up -f` reads a Workspace file with them (through `presets.facts`), and
+`hooks.tools.crdgen` turns them (plus `hooks.core.rules`) into the CRD's OpenAPI schema. Spec fields are
+top-level (`resource`, `inference`, `tuning`), exactly as in KAITO. The annotations a Workspace
+may carry and the node-claim names it is given are facts of this API too.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+__all__ = [
+    "GROUP", "VERSION", "API_VERSION", "DEFAULT_INSTANCE_TYPE", "ENABLE_LB_ANNOTATION", "ADAPTER_REFRESH_ANNOTATION",
+    "MAX_WORKSPACE_ADAPTERS", "KubeObject", "Url", "Name", "ImageRef", "SpecModel", "ObjectMeta",
+    "LabelSelectorRequirement", "LabelSelector", "ResourceSpec", "PresetOptions", "PresetSpec", "DataSource",
+    "DataDestination", "AdapterSpec", "InferenceSpec", "TuningSpec", "Condition", "WorkspaceStatus", "Workspace",
+    "claim_name",
+]
+
 GROUP = "kaito.sh"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+#: The instance type of a Workspace that names none.
+DEFAULT_INSTANCE_TYPE = "Standard_NC24ads_A100_v4"
+#: KAITO's annotation: "True" makes the Workspace Service a LoadBalancer.
+ENABLE_LB_ANNOTATION = "kaito.sh/enablelb"
+#: An opaque token; changing it asks the endpoint to re-resolve its adapter tags now (ServeArgs.adapter_refresh).
+ADAPTER_REFRESH_ANNOTATION = "kaito.sh/adapter-refresh"
+#: KAITO's limit on inference.adapters (its webhook refuses more; kept for compatibility).
+MAX_WORKSPACE_ADAPTERS = 10
 
 # Free-form Kubernetes structures (PodTemplateSpec, VolumeSource) that we pass through untouched;
 # the CRD marks them x-kubernetes-preserve-unknown-fields, as KAITO does.
@@ -24,7 +43,7 @@ Name = Annotated[str, Field(max_length=253)]
 ImageRef = Annotated[str, Field(max_length=512)]
 
 
-class _Spec(BaseModel):
+class SpecModel(BaseModel):
     """User-written spec: camelCase on the wire, unknown fields refused."""
 
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
@@ -42,28 +61,37 @@ class ObjectMeta(BaseModel):
     uid: str | None = None
 
 
-class LabelSelectorRequirement(_Spec):
+class LabelSelectorRequirement(SpecModel):
     key: str
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     values: list[str] | None = None
 
 
-class LabelSelector(_Spec):
+class LabelSelector(SpecModel):
     match_labels: dict[str, str] | None = Field(default=None, description="nodes must carry all these labels")
     match_expressions: list[LabelSelectorRequirement] | None = None
 
+    def as_labels(self) -> dict[str, str]:
+        """The labels the selector stands for, as KAITO's LabelSelectorAsMap reads it: matchLabels
+        plus each `In` expression's (first) value. Claims carry them; affinity and node checks use them."""
+        out = dict(self.match_labels or {})
+        for expr in self.match_expressions or []:
+            if expr.operator == "In" and expr.values:
+                out.setdefault(expr.key, expr.values[0])
+        return out
 
-class ResourceSpec(_Spec):
+
+class ResourceSpec(SpecModel):
     count: int = Field(default=1, ge=1, description="number of GPU nodes")
     instance_type: str = Field(
-        default="Standard_NC24ads_A100_v4",
+        default=DEFAULT_INSTANCE_TYPE,
         description="GPU instance type (VM size) for new nodes, e.g. Standard_NC6s_v3 or g5.xlarge",
     )
     label_selector: LabelSelector = Field(description="labels that select (and are put on) the GPU nodes")
     preferred_nodes: list[str] | None = Field(default=None, description="existing nodes to use first")
 
 
-class PresetOptions(_Spec):
+class PresetOptions(SpecModel):
     image: ImageRef | None = Field(default=None, description="image holding the weights (private access mode)")
     image_pull_secrets: list[str] | None = None
     model_access_secret: str | None = Field(
@@ -71,13 +99,13 @@ class PresetOptions(_Spec):
     )
 
 
-class PresetSpec(_Spec):
+class PresetSpec(SpecModel):
     name: Name = Field(description="preset model name from the catalog, e.g. phi-3-mini-4k-instruct")
     access_mode: Literal["public", "private"] = Field(default="public")
     preset_options: PresetOptions | None = None
 
 
-class DataSource(_Spec):
+class DataSource(SpecModel):
     name: Name | None = Field(default=None, description="name of the source (container and directory name)")
     urls: list[Url] | None = Field(default=None, max_length=100, description="http(s) URLs to download")
     volume_source: KubeObject | None = Field(default=None, description="a Kubernetes VolumeSource")
@@ -85,26 +113,26 @@ class DataSource(_Spec):
     image_pull_secrets: list[str] | None = None
 
 
-class DataDestination(_Spec):
+class DataDestination(SpecModel):
     volume_source: KubeObject | None = Field(default=None, description="a Kubernetes VolumeSource")
     image: ImageRef | None = Field(default=None, description="image reference the result is pushed to")
     image_push_secret: str | None = Field(default=None, description="Secret of type dockerconfigjson for the push")
 
 
-class AdapterSpec(_Spec):
+class AdapterSpec(SpecModel):
     source: DataSource = Field(description="where the LoRA adapter comes from")
     strength: str | None = Field(default=None, max_length=32, description='weight of the adapter, "0" to "1" (default "1.0")')
 
 
-class InferenceSpec(_Spec):
+class InferenceSpec(SpecModel):
     preset: PresetSpec | None = None
     template: KubeObject | None = Field(default=None, description="a custom PodTemplateSpec instead of a preset")
     config: str | None = Field(default=None, description="ConfigMap with key inference_config.yaml")
     # maxItems lets the API server bound the cost of the CEL rules; the limit itself is rule adapters-max.
-    adapters: list[AdapterSpec] | None = Field(default=None, json_schema_extra={"maxItems": 10})
+    adapters: list[AdapterSpec] | None = Field(default=None, json_schema_extra={"maxItems": MAX_WORKSPACE_ADAPTERS})
 
 
-class TuningSpec(_Spec):
+class TuningSpec(SpecModel):
     preset: PresetSpec
     method: str = Field(default="lora", max_length=16, description="lora or qlora")
     config: str | None = Field(default=None, description="ConfigMap with key training_config.yaml")
@@ -112,7 +140,7 @@ class TuningSpec(_Spec):
     output: DataDestination
 
 
-class Condition(_Spec):
+class Condition(SpecModel):
     type: str
     status: Literal["True", "False", "Unknown"]
     reason: str
@@ -121,14 +149,14 @@ class Condition(_Spec):
     observed_generation: int | None = None
 
 
-class WorkspaceStatus(_Spec):
+class WorkspaceStatus(SpecModel):
     worker_nodes: list[str] | None = None
     conditions: list[Condition] | None = None
     # Metacontroller writes it on every status update; undeclared, the API server would prune it.
     observed_generation: int | None = None
 
 
-class Workspace(_Spec):
+class Workspace(SpecModel):
     api_version: Literal["kaito.sh/v1alpha1"] = API_VERSION
     kind: Literal["Workspace"] = "Workspace"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
@@ -138,47 +166,7 @@ class Workspace(_Spec):
     status: WorkspaceStatus | None = None
 
 
-class NodeClassRef(_Spec):
-    group: str = "karpenter.azure.com"
-    kind: str = "AKSNodeClass"
-    name: str = "default"
-
-
-class NodeProvisionerSpec(_Spec):
-    claim_api: Literal["machine", "nodeclaim"] | None = Field(
-        default=None,
-        description="optional check only: the deploy overlay decides the claim API (machine = karpenter.sh/v1alpha5 "
-                    "Machine, nodeclaim = karpenter.sh/v1 NodeClaim); a different value here is reported as a False "
-                    "ClaimApi condition",
-    )
-    node_class_ref: NodeClassRef = Field(default_factory=NodeClassRef, description="NodeClaim only")
-    node_pool: str = Field(default="kaito", description="value of karpenter.sh/nodepool on NodeClaims")
-    provisioner_name: str = Field(default="default", description="value of karpenter.sh/provisioner-name on Machines")
-    workspace_selector: LabelSelector | None = Field(
-        default=None, description="only provision for Workspaces with these labels (sharding)"
-    )
-
-
-class WorkspaceClaims(_Spec):
-    namespace: str
-    name: str
-    claims: int = Field(ge=0)
-    ready: int = Field(ge=0)
-    invalid: str | None = Field(default=None, description="why the Workspace's spec is invalid; its claims are kept "
-                                                          "as last applied until it is fixed")
-
-
-class NodeProvisionerStatus(_Spec):
-    claim_api: Literal["machine", "nodeclaim"] | None = Field(
-        default=None, description="the claim API this installation emits (set by the deploy overlay)")
-    workspaces: list[WorkspaceClaims] | None = None
-    conditions: list[Condition] | None = None
-    observed_generation: int | None = None
-
-
-class NodeProvisioner(_Spec):
-    api_version: Literal["kaito.sh/v1alpha1"] = API_VERSION
-    kind: Literal["NodeProvisioner"] = "NodeProvisioner"
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
-    spec: NodeProvisionerSpec = Field(default_factory=NodeProvisionerSpec)
-    status: NodeProvisionerStatus | None = None
+def claim_name(namespace: str, name: str, index: int) -> str:
+    """The index-th node claim of a Workspace: 'ws' + 9 hex digits, a valid AKS agent-pool name
+    (<= 11 chars, lowercase, starts with a letter), the same for the same Workspace every time."""
+    return "ws" + hashlib.sha256(f"{namespace}/{name}/{index}".encode()).hexdigest()[:9]

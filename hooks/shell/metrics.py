@@ -1,7 +1,7 @@
 """Prometheus metrics of the hook server.
 
 Under gunicorn with several workers set PROMETHEUS_MULTIPROC_DIR (the deploy manifests do, and
-hooks.gunicorn_conf empties it at start and marks dead workers): /metrics then aggregates every
+hooks.shell.gunicorn_conf empties it at start and marks dead workers): /metrics then aggregates every
 worker. Without it, each worker reports only its own requests.
 """
 from __future__ import annotations

@@ -8,12 +8,11 @@ Nodes are indexed once per sync by label, so the whole sync is O(nodes + workspa
 The same rule as the Workspace sync (DESIGN.md §5): a Workspace whose spec is invalid (whatever
 `validate_workspace` reports, which is what the Workspace sync calls InvalidSpec) keeps its claims
 exactly as last applied and gets none new; the status names it and says why. A malformed request
-never gets here: `decode` with `hooks.protocol.NodeProvisionerSyncRequest` answers it with a 4xx.
+never gets here: `decode` with `hooks.core.protocol.NodeProvisionerSyncRequest` answers it with a 4xx.
 """
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -21,31 +20,24 @@ from typing import Iterable, Mapping, Optional
 
 import pydantic
 
-import presets
-from hooks import nodes as nodesel
-from hooks.api import NodeProvisionerSpec, ResourceSpec
-from hooks.protocol import NODE_KEY, WORKSPACE_KEY
-from hooks.settings import ClaimApi, Settings
-from hooks.status import FALSE, TRUE, Cond, render
-from hooks.validation import FieldError, validate_workspace
+from hooks.core import nodes as nodesel
+from hooks.core.api import NodeProvisionerSpec
+from hooks.core.protocol import NODE_KEY, WORKSPACE_KEY
+from hooks.core.errors import INVALID_SPEC
+from hooks.core.settings import ClaimApi, Settings
+from hooks.core.status import FALSE, TRUE, Cond, render
+from hooks.core.validation import Validated, validate_workspace
 from metacontroller.api import KubeObject, Obj, RequestError, SyncRequest, json_path
 from metacontroller.apply import as_last_applied, last_applied_children
+from presets.facts import WorkspaceFacts
 
 GPU_TAINT = {"key": "sku", "value": "gpu", "effect": "NoSchedule"}
-DEFAULT_DISK_GIB = 120
-#: The ResourceSpec defaults (count, instanceType), read from the model: one home for each.
-DEFAULTS = ResourceSpec.model_construct()
 #: Invalid Workspaces named in the WorkspacesValid condition's message; the rest are counted.
 MAX_NAMED_INVALID = 10
 #: Longest reason an invalid Workspace gets in the status (a value it quotes may be huge).
 MAX_REASON_CHARS = 1000
 #: Workspaces up to this size (JSON text) have their validity memoised; bounds the cache's memory.
 MAX_CACHED_SPEC_CHARS = 16_384
-
-
-def claim_name(namespace: str, name: str, index: int) -> str:
-    """'ws' + 9 hex digits: a valid AKS agent-pool name (<= 11 chars, lowercase, starts with a letter)."""
-    return "ws" + hashlib.sha256(f"{namespace}/{name}/{index}".encode()).hexdigest()[:9]
 
 
 def customize(parent: Obj) -> Obj:
@@ -95,12 +87,12 @@ class ClaimTarget:
         return cls(claim_api, spec, spec.node_class_ref.model_dump(by_alias=True))
 
 
-def build_claim(target: ClaimTarget, ns: str, ws_name: str, index: int, instance_type: str,
-                match_labels: Mapping[str, str], disk_gib: float) -> Obj:
+def build_claim(target: ClaimTarget, facts: WorkspaceFacts, index: int) -> Obj:
+    """The index-th node claim of a Workspace, in the API this installation emits."""
     claim_api, spec = target.claim_api, target.spec
-    name = claim_name(ns, ws_name, index)
-    labels = {**match_labels, nodesel.WS_LABEL: ws_name, nodesel.WS_NS_LABEL: ns}
-    storage = f"{max(1, int(round(disk_gib)))}Gi"
+    name, instance_type = facts.claim_names[index], facts.instance_type
+    labels = {**facts.match_labels, nodesel.WS_LABEL: facts.name, nodesel.WS_NS_LABEL: facts.namespace}
+    storage = f"{max(1, int(round(facts.disk_gib)))}Gi"
     if claim_api.kind == "Machine":
         labels["karpenter.sh/provisioner-name"] = spec.provisioner_name
         return {"apiVersion": claim_api.api_version, "kind": claim_api.kind,
@@ -130,12 +122,13 @@ def build_claim(target: ClaimTarget, ns: str, ws_name: str, index: int, instance
 
 
 @functools.lru_cache(maxsize=65536)
-def _validity(canonical: str) -> tuple[FieldError, ...]:
+def _validated(canonical: str) -> Validated:
     """`validate_workspace` of one Workspace (status left out), memoised by its JSON text: every sync
-    sees every Workspace again, nearly all unchanged, and validation was most of a sync's cost.
-    Keyed by the whole content, so the cache cannot answer for a different spec (Metacontroller
-    sends maps with sorted keys; another order is only a miss)."""
-    return tuple(validate_workspace(json.loads(canonical)))
+    sees every Workspace again, nearly all unchanged, and parsing and validation were most of a
+    sync's cost. Keyed by the whole content, so the cache cannot answer for a different spec
+    (Metacontroller sends maps with sorted keys; another order is only a miss). The facts of a
+    valid one are derived once and kept with it."""
+    return validate_workspace(json.loads(canonical))
 
 
 def _ready(claim: Optional[KubeObject]) -> bool:
@@ -176,7 +169,7 @@ def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
     except pydantic.ValidationError as exc:
         # An invalid NodeProvisioner keeps every claim as last applied, like an invalid Workspace.
         why = "; ".join(f"{json_path(('spec', *e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
-        conds = [Cond("Ready", FALSE, "InvalidSpec", why), _claim_api_condition(None, emitted)]
+        conds = [Cond("Ready", FALSE, INVALID_SPEC, why), _claim_api_condition(None, emitted)]
         return _reply(request, conds, now, {"claimApi": emitted.name, "workspaces": []},
                       last_applied_children(request.raw.get("children") or {}))
 
@@ -201,19 +194,19 @@ def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
             continue
         spec_only = {k: v for k, v in sent.items() if k != "status"}
         text = json.dumps(spec_only, separators=(",", ":"))
-        errors = _validity(text) if len(text) <= MAX_CACHED_SPEC_CHARS else validate_workspace(spec_only)
-        if errors:
+        checked = _validated(text) if len(text) <= MAX_CACHED_SPEC_CHARS else validate_workspace(spec_only)
+        if checked.errors:
             # Nothing new, and an edit typo must not take away the nodes a running workspace
             # sits on: its claims stay exactly as last applied.
             kept = sorted(claims_of.get((ns, name), []), key=lambda pair: pair[0].metadata.name)
             claims += [as_last_applied(claim_sent) for _, claim_sent in kept]
-            why = "; ".join(map(str, errors))
+            why = "; ".join(map(str, checked.errors))
             why = why if len(why) <= MAX_REASON_CHARS else why[:MAX_REASON_CHARS - 3] + "..."
             invalid.append((f"{ns}/{name}", why))
             summary.append({"namespace": ns, "name": name, "claims": len(kept), "ready": sum(_ready(c) for c, _ in kept),
                             "invalid": why})
             continue
-        wanted = _wanted_claims(target, spec_only, ns, name, index, used)
+        wanted = _wanted_claims(target, checked.facts, index, used)
         claims += wanted
         if wanted:
             summary.append({"namespace": ns, "name": name, "claims": len(wanted),
@@ -228,33 +221,20 @@ def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
     return reply
 
 
-def _wanted_claims(target: ClaimTarget, ws: Obj, ns: str, name: str, index: _NodeIndex,
-                   used: set[str]) -> list[Obj]:
-    """The claims a valid Workspace needs: `count` minus the existing nodes it can use (marked used).
-
-    `ws` has passed `validate_workspace` (the Workspace model and every rule), so its fields have
-    the model's types; reading them from the mapping spares a second model parse per Workspace,
-    which dominated syncs of thousands of Workspaces.
-    """
-    res = ws["resource"]
-    count = res.get("count", DEFAULTS.count)
-    instance_type = res.get("instanceType", DEFAULTS.instance_type)
-    purpose = ws.get("inference") or ws.get("tuning") or {}
-    preset = presets.get_preset(purpose["preset"]["name"]) if purpose.get("preset") else None
-    match_labels = nodesel.selector_labels(res.get("labelSelector"))
-    preferred = res.get("preferredNodes") or []
-    sku = presets.get_sku(instance_type)
-    needs_gpu = (sku.gpus if sku else 1) > 0
+def _wanted_claims(target: ClaimTarget, facts: WorkspaceFacts, index: _NodeIndex, used: set[str]) -> list[Obj]:
+    """The claims a valid Workspace needs: `count` minus the existing nodes it can use (marked used)."""
+    ns, name, count = facts.namespace, facts.name, facts.node_count
     byo = 0
-    pool = [index.by_name[p] for p in preferred if p in index.by_name] + index.candidates(match_labels, instance_type)
+    pool = [index.by_name[p] for p in facts.preferred_nodes if p in index.by_name] + \
+        index.candidates(facts.match_labels, facts.instance_type)
     for node in pool:
         if byo >= count:
             break
         nm = node["metadata"]["name"]
-        if nm in used or not nodesel.qualifies(node, namespace=ns, name=name, instance_type=instance_type,
-                                               match_labels=match_labels, preferred=preferred, needs_gpu=needs_gpu):
+        if nm in used or not nodesel.qualifies(node, namespace=ns, name=name, instance_type=facts.instance_type,
+                                               match_labels=facts.match_labels, preferred=list(facts.preferred_nodes),
+                                               needs_gpu=facts.gpus_per_node > 0):
             continue
         used.add(nm)
         byo += 1
-    disk = preset.disk_gib if preset is not None else DEFAULT_DISK_GIB
-    return [build_claim(target, ns, name, i, instance_type, match_labels, disk) for i in range(count - byo)]
+    return [build_claim(target, facts, i) for i in range(count - byo)]

@@ -1,6 +1,6 @@
-"""The hook server: `gunicorn hooks.app:app`. Serves `hooks.routes.ROUTES`; nothing else.
+"""The hook server: `gunicorn hooks.shell.app:app`. Serves `hooks.core.routes.ROUTES`; nothing else.
 
-`hooks.routes.answer` decodes, calls the pure core and encodes; this module adds only Flask,
+`hooks.core.routes.answer` decodes, calls the pure core and encodes; this module adds only Flask,
 metrics and the GC pause. Every failure answers non-200 (Metacontroller then changes nothing).
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Callable
 
 from flask import Flask, Response, request
 
-from hooks.metrics import ERRORS, LATENCY, render
-from hooks.routes import ROUTES, Route, answer
-from hooks.settings import Settings
+from hooks.shell.metrics import ERRORS, LATENCY, render
+from hooks.core.routes import ROUTES, Route, answer
+from hooks.core.settings import Settings
 
 SETTINGS = Settings.from_env()
 app = Flask(__name__)

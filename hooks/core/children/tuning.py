@@ -13,32 +13,40 @@ from typing import Optional
 
 import yaml
 
+from contract import argv
+from contract.tuningjob import CONFIG_DIR, CONFIG_KEY, DATA_DIR, PUSH_SECRET_DIR, RESULTS_DIR, TuningJobArgs
+from contract.workspace import TuningSpec
 from metacontroller.api import Obj
+from presets.facts import WorkspaceFacts
 
 from . import pod
 
-RESULTS = "/mnt/results"
-DATA = "/mnt/data"
-CONFIG_KEY = "training_config.yaml"
 SPEC_HASH_ANNOTATION = "kaito.sh/tuning-spec-hash"
 BACKOFF_LIMIT = 2
 
 
 @dataclass(frozen=True)
 class TuningPlan:
-    namespace: str
-    name: str
-    tuning: Obj                 # raw TuningSpec dict (camelCase)
-    preset: str
-    base_model: Optional[str]   # None: a preset built locally from a seed (tiny), no download
-    match_labels: dict[str, str]
-    gpus_per_node: int
+    facts: WorkspaceFacts
     runtime_image: str
     default_config: Optional[Obj] = None   # used when tuning.config names no ConfigMap
 
     @property
+    def name(self) -> str:
+        return self.facts.name
+
+    @property
+    def tuning(self) -> TuningSpec:
+        return self.facts.workspace.tuning
+
+    @property
+    def base_model(self) -> Optional[str]:
+        """None: a preset built locally from a seed (tiny), no download."""
+        return self.facts.preset.source
+
+    @property
     def config_map_name(self) -> str:
-        return self.tuning.get("config") or f"{self.name}-tuning-config"
+        return self.tuning.config or f"{self.name}-tuning-config"
 
 
 def config_map(plan: TuningPlan) -> Obj:
@@ -49,67 +57,64 @@ def config_map(plan: TuningPlan) -> Obj:
 
 def job(plan: TuningPlan) -> Obj:
     t = plan.tuning
-    method = str(t.get("method") or "lora").lower()
-    src, out = t.get("input") or {}, t.get("output") or {}
-    args = ["python", "-m", "tuning", "--preset", plan.preset, "--method", method,
-            "--config", f"/mnt/config/{CONFIG_KEY}", "--output", RESULTS]
-    if plan.base_model:
-        args += ["--base-model", plan.base_model]
-    mounts = [{"name": "config", "mountPath": "/mnt/config", "readOnly": True},
-              {"name": "results", "mountPath": RESULTS},
+    src, out = t.input, t.output
+    mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+              {"name": "results", "mountPath": RESULTS_DIR},
               {"name": "dshm", "mountPath": "/dev/shm"}]
     volumes = [{"name": "config", "configMap": {"name": plan.config_map_name}},
-               {"name": "results", **(out.get("volumeSource") or {"emptyDir": {}})},
+               {"name": "results", **(out.volume_source or {"emptyDir": {}})},
                pod.dshm_volume()]
     env = [{"name": "HOME", "value": "/tmp"}]
     inits: list[Obj] = []
-    if src.get("urls"):
-        for url in src["urls"]:
-            args += ["--input-url", url]
-    elif src.get("image") and src.get("imagePullSecrets"):
+    data = input_image = None
+    if src.urls:
+        pass  # the entrypoint downloads them into its data directory
+    elif src.image and src.image_pull_secrets:
         # A private data image is pulled by an init container with its own credentials, so the
         # main container only ever sees the push secret.
         volumes += [{"name": "data", "emptyDir": {}},
-                    pod.docker_config_volume("input-pull-secret", src["imagePullSecrets"][0])]
-        mounts.append({"name": "data", "mountPath": DATA})
+                    pod.docker_config_volume("input-pull-secret", src.image_pull_secrets[0])]
+        mounts.append({"name": "data", "mountPath": DATA_DIR})
         inits.append({"name": "data-puller", "image": plan.runtime_image,
-                      "command": ["kaito", "pull", src["image"], DATA],
+                      "command": argv.pull_command(src.image, DATA_DIR),
                       "env": [{"name": "DOCKER_CONFIG", "value": "/mnt/pull-secret"}],
-                      "volumeMounts": [{"name": "data", "mountPath": DATA},
+                      "volumeMounts": [{"name": "data", "mountPath": DATA_DIR},
                                        {"name": "input-pull-secret", "mountPath": "/mnt/pull-secret",
                                         "readOnly": True}],
                       "securityContext": pod.container_security(),
                       "terminationMessagePolicy": pod.TERMINATION_MESSAGE_POLICY})
-        args += ["--data", DATA]
-    elif src.get("image"):
-        args += ["--input-image", src["image"]]
-    elif src.get("volumeSource"):
-        volumes.append({"name": "data", **src["volumeSource"]})
-        mounts.append({"name": "data", "mountPath": DATA, "readOnly": True})
-        args += ["--data", DATA]
-    if out.get("image"):
-        args += ["--push", out["image"]]
-        if out.get("imagePushSecret"):
-            volumes.append(pod.docker_config_volume("push-secret", out["imagePushSecret"]))
-            mounts.append({"name": "push-secret", "mountPath": "/mnt/push-secret", "readOnly": True})
-            env.append({"name": "DOCKER_CONFIG", "value": "/mnt/push-secret"})
+        data = DATA_DIR
+    elif src.image:
+        input_image = src.image
+    elif src.volume_source:
+        volumes.append({"name": "data", **src.volume_source})
+        mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True})
+        data = DATA_DIR
+    if out.image and out.image_push_secret:
+        volumes.append(pod.docker_config_volume("push-secret", out.image_push_secret))
+        mounts.append({"name": "push-secret", "mountPath": PUSH_SECRET_DIR, "readOnly": True})
+        env.append({"name": "DOCKER_CONFIG", "value": PUSH_SECRET_DIR})
+    command = TuningJobArgs(method=t.method.lower(), preset=plan.facts.preset.name, base_model=plan.base_model,
+                            input_urls=tuple(src.urls or ()), input_image=input_image, data=data,
+                            push=out.image).argv()
     labels = {pod.WS_LABEL: plan.name, pod.ROLE_LABEL: "tuning"}
     spec: Obj = {
         "restartPolicy": "Never",
         # matchLabels only: pinning hostnames would make a node change recreate a running Job.
-        "affinity": {"nodeAffinity": pod.node_affinity(plan.match_labels)},
+        "affinity": {"nodeAffinity": pod.node_affinity(plan.facts.match_labels)},
         "tolerations": pod.tolerations(),
         "securityContext": pod.pod_security(),
         "enableServiceLinks": False,
-        "containers": [{"name": "tuning", "image": plan.runtime_image, "command": args, "env": env,
-                        "resources": pod.gpu_resources(plan.gpus_per_node), "volumeMounts": mounts,
+        "containers": [{"name": "tuning", "image": plan.runtime_image, "command": command, "env": env,
+                        "resources": pod.gpu_resources(plan.facts.gpus_per_node), "volumeMounts": mounts,
                         "securityContext": pod.container_security(),
                         "terminationMessagePolicy": pod.TERMINATION_MESSAGE_POLICY}],
         "volumes": volumes,
     }
     if inits:
         spec["initContainers"] = inits
-    spec_hash = pod.content_hash({"tuning": t, "preset": plan.preset, "model": plan.base_model,
+    spec_hash = pod.content_hash({"tuning": t.model_dump(mode="json", by_alias=True, exclude_unset=True),
+                                  "preset": plan.facts.preset.name, "model": plan.base_model,
                                   "image": plan.runtime_image})
     meta = pod.child_meta(plan.name, plan.name, annotations={SPEC_HASH_ANNOTATION: spec_hash})
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
@@ -119,6 +124,6 @@ def job(plan: TuningPlan) -> Obj:
 
 def build(plan: TuningPlan) -> list[Obj]:
     out = [job(plan)]
-    if not plan.tuning.get("config"):
+    if not plan.tuning.config:
         out.insert(0, config_map(plan))
     return out

@@ -1,6 +1,6 @@
 """The one route table of the hook server, and how a request body becomes a reply.
 
-Flask (`hooks.app`) and the in-process transport of the emulated cluster (`hooks.lifecycle`)
+Flask (`hooks.shell.app`) and the in-process transport of the emulated cluster (`hooks.tools.emulated`)
 both serve exactly this table through `answer`, so a simulation sees the status codes a real
 Metacontroller would: 400 for a body that is not JSON, 422 for a request whose shape is wrong
 (the message names the JSON path), 500 for an internal error, and a 200 only with a reply the
@@ -15,10 +15,11 @@ from typing import Callable
 
 from pydantic import BaseModel
 
-from hooks import nodeprovisioner, sync_workspace
-from hooks.protocol import CustomizeRequest, NodeProvisionerSyncRequest, WorkspaceSyncRequest
-from hooks.settings import Settings
-from metacontroller.api import Obj, RequestError, decode, encode_reply
+from hooks.core import nodeprovisioner, sync_workspace
+from hooks.core.protocol import CustomizeRequest, NodeProvisionerSyncRequest, WorkspaceSyncRequest
+from hooks.core.settings import Settings
+from hooks.core.errors import http_status
+from metacontroller.api import Obj, decode, encode_reply
 
 log = logging.getLogger("kaito.hooks")
 
@@ -55,8 +56,9 @@ def answer(route: Route, body: bytes, settings: Settings, now: str) -> tuple[int
     """(HTTP status, JSON body) for one hook call: decode once, call the pure core, encode."""
     try:
         return 200, encode_reply(route.handler(decode(route.request, body), settings, now))
-    except RequestError as exc:
-        return exc.status, _error(str(exc))
-    except Exception as exc:  # never a 200 that could drop children
-        log.exception("hook %s failed", route.name)
-        return 500, _error(f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # never a 200 that could drop children: hooks.core.errors maps each error once
+        status = http_status(exc)
+        if status >= 500:
+            log.exception("hook %s failed", route.name)
+            return status, _error(f"{type(exc).__name__}: {exc}")
+        return status, _error(str(exc))

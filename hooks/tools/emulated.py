@@ -12,8 +12,8 @@ import urllib.parse
 from typing import Callable, Iterable, Optional
 
 import presets
-from hooks.routes import BY_PATH, answer
-from hooks.settings import ClaimApi, Settings
+from hooks.core.routes import BY_PATH, answer
+from hooks.core.settings import ClaimApi, Settings
 from metacontroller.api import Obj
 from metacontroller.cluster import Cluster
 from metacontroller.emulator import CompositeControllerEmulator
@@ -64,7 +64,7 @@ def sku_gpus(instance_type: str) -> int:
 
 
 def inprocess_transport(settings: Settings, now: Callable[[], str]) -> Callable[[str, Obj, float], bytes]:
-    """Serves `hooks.routes.ROUTES` in-process, with the Flask layer's status codes (non-200 -> call error)."""
+    """Serves `hooks.core.routes.ROUTES` in-process, with the Flask layer's status codes (non-200 -> call error)."""
 
     def call(url: str, body: Obj, timeout: float) -> bytes:  # noqa: ARG001 - same signature as HTTP
         status, payload = answer(BY_PATH[urllib.parse.urlsplit(url).path], json.dumps(body).encode(), settings, now())

@@ -10,15 +10,15 @@ from __future__ import annotations
 from typing import Iterable, Mapping, Optional
 
 import presets
-from hooks import nodes as nodesel
-from hooks.api import Workspace
-from hooks.children import inference, tuning
-from hooks.children.inference import ServingPlan
-from hooks.children.pod import WS_LABEL
-from hooks.children.tuning import TuningPlan
-from hooks.settings import Settings
-from hooks.status import FALSE, TRUE, Cond, combined, pod_problem, render
-from hooks.validation import validate_workspace
+from hooks.core import nodes as nodesel
+from hooks.core.children import inference, tuning
+from hooks.core.children.inference import ServingPlan
+from hooks.core.children.pod import WS_LABEL
+from hooks.core.children.tuning import TuningPlan
+from hooks.core.errors import INVALID_SPEC
+from hooks.core.settings import Settings
+from hooks.core.status import FALSE, TRUE, Cond, combined, pod_problem, render
+from hooks.core.validation import validate_workspace
 from metacontroller.api import Obj, group_key
 from metacontroller.apply import last_applied_children
 
@@ -26,7 +26,6 @@ NODE_KEY = group_key("v1", "Node")
 POD_KEY = group_key("v1", "Pod")
 DEPLOYMENT_KEY = group_key("apps/v1", "Deployment")
 JOB_KEY = group_key("batch/v1", "Job")
-ENABLE_LB = "kaito.sh/enablelb"
 
 
 # -- customize -----------------------------------------------------------------------------
@@ -90,30 +89,25 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
     related = request.get("related") or {}
     pods = [p for p in (related.get(POD_KEY) or {}).values() if (p.get("metadata") or {}).get("namespace", ns) == ns]
 
-    spec_only = {k: v for k, v in parent.items() if k != "status"}
-    errors = validate_workspace(spec_only)
+    checked = validate_workspace({k: v for k, v in parent.items() if k != "status"})
+    errors = checked.errors
     if errors:
         message = "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in errors)
-        conds = [Cond(t, FALSE, "InvalidSpec", message) for t in ("ResourceReady", "WorkspaceReady")]
-        conds.append(Cond("JobStarted" if parent.get("tuning") else "InferenceReady", FALSE, "InvalidSpec", message))
+        conds = [Cond(t, FALSE, INVALID_SPEC, message) for t in ("ResourceReady", "WorkspaceReady")]
+        conds.append(Cond("JobStarted" if parent.get("tuning") else "InferenceReady", FALSE, INVALID_SPEC, message))
         status = {"workerNodes": sorted(previous_nodes), "conditions": render(conds, observed_conditions, now, generation)}
         return {"status": status, "children": last_applied_children(children)}
 
-    ws = Workspace.model_validate(spec_only)
-    res = ws.resource
-    match_labels = nodesel.selector_labels(parent["resource"].get("labelSelector"))
-    preset_spec = (ws.inference.preset if ws.inference else None) or (ws.tuning.preset if ws.tuning else None)
-    preset = presets.get_preset(preset_spec.name) if preset_spec else None
-    sku = presets.get_sku(res.instance_type)
-    gpus = sku.gpus if sku else (preset.gpu_count if preset else 0)
+    facts = checked.facts
 
     # -- resources: claims and nodes
     nodes = list((related.get(NODE_KEY) or {}).values())
     claims = list((related.get(settings.claim_api.map_key) or {}).values())
-    selected = nodesel.select_nodes(nodes, namespace=ns, name=name, count=res.count, instance_type=res.instance_type,
-                                    match_labels=match_labels, preferred=res.preferred_nodes or [],
-                                    previous=previous_nodes, needs_gpu=gpus > 0)
-    resource_ok = len(selected) >= res.count
+    selected = nodesel.select_nodes(nodes, namespace=ns, name=name, count=facts.node_count,
+                                    instance_type=facts.instance_type, match_labels=facts.match_labels,
+                                    preferred=list(facts.preferred_nodes), previous=previous_nodes,
+                                    needs_gpu=facts.gpus_per_node > 0)
+    resource_ok = len(selected) >= facts.node_count
     failure = None if resource_ok else _claim_failure(claims)
     if resource_ok:
         resource = Cond("ResourceReady", TRUE, "workspaceResourceStatusSuccess", "workspace resource is ready")
@@ -123,7 +117,7 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
         pending = sum(1 for c in claims if not any(x.get("type") == "Ready" and x.get("status") == TRUE
                                                    for x in (c.get("status") or {}).get("conditions") or []))
         extra = f", {pending} node claim{'s' if pending != 1 else ''} pending" if pending else ""
-        resource = Cond("ResourceReady", FALSE, "NodesPending", f"{len(selected)} of {res.count} nodes ready{extra}")
+        resource = Cond("ResourceReady", FALSE, "NodesPending", f"{len(selected)} of {facts.node_count} nodes ready{extra}")
 
     observed = {(g, k): o for g, m in children.items() for k, o in (m or {}).items()}
     have_children = bool(observed)
@@ -131,33 +125,20 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
     desired: list[Obj] = []
 
     job = observed.get((JOB_KEY, f"{ns}/{name}"))  # tuning workspaces only; None otherwise
-    if ws.tuning is not None:
-        raw_tuning = parent.get("tuning") or {}
-        plan = TuningPlan(namespace=ns, name=name, tuning=raw_tuning, preset=preset.name,
-                          base_model=preset.source, match_labels=match_labels,
-                          gpus_per_node=gpus, runtime_image=settings.runtime_image,
-                          default_config=None if raw_tuning.get("config") else
-                          presets.default_training_config(ws.tuning.method))
+    if facts.is_tuning:
+        tuning_spec = facts.workspace.tuning
+        plan = TuningPlan(facts=facts, runtime_image=settings.runtime_image,
+                          default_config=None if tuning_spec.config else
+                          presets.default_training_config(tuning_spec.method))
         if resource_ok or have_children:
             desired = tuning.build(plan)
         conds = [resource, *_tuning_conditions(job, resource, pod_problem(pods, "JobStarted"))]
     else:
-        raw_inf = parent.get("inference") or {}
-        options = (ws.inference.preset.preset_options if ws.inference.preset else None)
-        plan = ServingPlan(
-            namespace=ns, name=name, count=res.count, match_labels=match_labels, worker_nodes=worker_nodes,
-            gpus_per_node=gpus, runtime_image=settings.runtime_image,
-            preset=preset.name if preset else None, model=_model_source(ws.inference.preset, preset),
-            trust_remote_code=preset.trust_remote_code if preset else False,
-            readiness_timeout_seconds=preset.readiness_timeout_seconds if preset else 600,
-            adapters=tuple(raw_inf.get("adapters") or ()),
-            model_access_secret=options.model_access_secret if options else None,
-            model_pull_secret=_model_pull_secret(ws.inference.preset),
-            template=raw_inf.get("template") if ws.inference.template is not None else None,
-            load_balancer=(meta.get("annotations") or {}).get(ENABLE_LB) == "True")
+        plan = ServingPlan(facts=facts, worker_nodes=worker_nodes, runtime_image=settings.runtime_image)
         if resource_ok or have_children:
             desired = inference.build(plan)
-        infer = _inference_condition(desired, observed, ns, resource, pod_problem(pods, "InferenceReady"))
+        infer = _inference_condition(inference.deployment_replicas(plan) if desired else {}, observed, ns, resource,
+                                     pod_problem(pods, "InferenceReady"))
         conds = [resource, infer, combined("WorkspaceReady", [resource, infer], "workspaceReady", "workspace is ready")]
 
     status = {"workerNodes": sorted(selected), "conditions": render(conds, observed_conditions, now, generation)}
@@ -165,20 +146,6 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
     if not (all(c.ok for c in conds) or _tuning_finished(job)):
         reply["resyncAfterSeconds"] = settings.pending_resync_seconds
     return reply
-
-
-def _model_source(spec, preset: Optional[presets.Preset]) -> Optional[str]:
-    """Private access mode (KAITO): the weights come from presetOptions.image, not the public source."""
-    if spec is not None and spec.access_mode == "private" and spec.preset_options and spec.preset_options.image:
-        return spec.preset_options.image
-    return preset.source if preset else None
-
-
-def _model_pull_secret(spec) -> Optional[str]:
-    if spec is None or spec.access_mode != "private" or not spec.preset_options:
-        return None
-    secrets = spec.preset_options.image_pull_secrets or []
-    return secrets[0] if secrets else None
 
 
 def _job_final(job: Optional[Obj]) -> dict[str, Obj]:
@@ -191,20 +158,20 @@ def _tuning_finished(job: Optional[Obj]) -> bool:
     return bool(_job_final(job))
 
 
-def _inference_condition(desired: list[Obj], observed: Mapping[tuple[str, str], Obj], ns: str, resource: Cond,
-                         pod_failure: Optional[Cond]) -> Cond:
-    deployments = [d for d in desired if d["kind"] == "Deployment"]
-    if not deployments:
+def _inference_condition(replicas: Mapping[str, int], observed: Mapping[tuple[str, str], Obj], ns: str,
+                         resource: Cond, pod_failure: Optional[Cond]) -> Cond:
+    """`replicas`: the Deployments this sync wants (name -> replicas), empty while waiting for nodes."""
+    if not replicas:
         return Cond("InferenceReady", FALSE, "WaitingForResources", f"waiting for nodes: {resource.message}")
     if pod_failure is not None:  # a pod that cannot run outranks replica counts (never Ready while one crash-loops)
         return pod_failure
     ready = wanted = 0
-    for d in deployments:
-        obs = observed.get((DEPLOYMENT_KEY, f"{ns}/{d['metadata']['name']}"))
+    for name, want in sorted(replicas.items()):
+        obs = observed.get((DEPLOYMENT_KEY, f"{ns}/{name}"))
         if (failed := _deployment_failure(obs)) is not None:
             return failed
-        wanted += d["spec"]["replicas"]
-        ready += min(_ready_replicas(obs), d["spec"]["replicas"])
+        wanted += want
+        ready += min(_ready_replicas(obs), want)
     if ready >= wanted:
         return Cond("InferenceReady", TRUE, "WorkspaceInferenceStatusSuccess", "Inference has been deployed successfully")
     return Cond("InferenceReady", FALSE, "WorkspaceInferenceStatusPending", f"{ready} of {wanted} replicas ready")

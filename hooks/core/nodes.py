@@ -16,17 +16,6 @@ INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 GPU = "nvidia.com/gpu"
 
 
-def selector_labels(selector: Optional[Mapping[str, Any]]) -> dict[str, str]:
-    """The labels a labelSelector stands for, as KAITO's LabelSelectorAsMap reads it: matchLabels
-    plus each `In` expression's (first) value. Claims carry them, affinity and node checks use them."""
-    selector = selector or {}
-    out = dict(selector.get("matchLabels") or {})
-    for expr in selector.get("matchExpressions") or []:
-        if expr.get("operator") == "In" and expr.get("values"):
-            out.setdefault(expr["key"], expr["values"][0])
-    return out
-
-
 def node_ready(node: Mapping[str, Any]) -> bool:
     if (node.get("metadata") or {}).get("deletionTimestamp"):
         return False
