@@ -107,10 +107,9 @@ class AdapterSync:
         return True
 
     async def initial(self, hot: dict[str, Any]) -> list[Any]:
-        """The first config, resolved before the model loads: the specs to load it with."""
-        if not self.submit(hot):
-            raise ConfigError("invalid adapter config")  # the first config has no older set to keep
-        self._resolve_now = False
+        """The first config, resolved before the model loads: the specs to load it with. A ConfigError
+        here fails the replica's start (there is no older set to keep serving)."""
+        self._desired = HotArgs.parse(self._static, hot)
         self.applied = await self._specs(self._desired, resolve=True)
         self._schedule()
         return self.applied

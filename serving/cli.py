@@ -25,6 +25,7 @@ from typing import Any
 
 from contract.paths import OCI_SCHEME
 from contract.ports import SERVE_PORT
+from contract.serveconfig import APP_IMPORT_PATH
 
 class UpError(Exception):
     """A plain, one-line reason `kaito up` cannot serve."""
@@ -283,8 +284,7 @@ def _error_message(e) -> str:
 
 def serve_config(args: dict[str, Any]) -> dict[str, Any]:
     """The Serve config `kaito up` deploys: the one application a Workspace's ConfigMap also holds."""
-    return {"applications": [{"name": "default", "route_prefix": "/", "import_path": "serving.app:build",
-                              "args": args}]}
+    return {"applications": [{"name": "default", "route_prefix": "/", "import_path": APP_IMPORT_PATH, "args": args}]}
 
 
 def watch_workspace(ns: argparse.Namespace, config: dict[str, Any], stop: threading.Event) -> None:

@@ -29,23 +29,26 @@ class FileWatch:
         self.path = path
         self.on_change = on_change
         self.interval_s = interval_s
-        self._seen = self._digest()
+        self._seen = self._digest(self._read())
 
-    def _digest(self) -> str | None:
+    def _read(self) -> bytes | None:
         try:
             with open(self.path, "rb") as f:  # through the symlinks as they are now
-                return hashlib.sha256(f.read()).hexdigest()
+                return f.read()
         except OSError:
             return None  # mid-swap or removed: keep what is served, look again next time
 
+    @staticmethod
+    def _digest(content: bytes | None) -> str | None:
+        return None if content is None else hashlib.sha256(content).hexdigest()
+
     def poll(self) -> bool:
         """One look; True when the content changed (and on_change was called)."""
-        digest = self._digest()
+        content = self._read()
+        digest = self._digest(content)
         if digest is None or digest == self._seen:
             return False
         self._seen = digest
-        with open(self.path, "rb") as f:
-            content = f.read()
         self.on_change(content)
         return True
 
