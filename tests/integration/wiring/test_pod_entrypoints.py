@@ -74,9 +74,16 @@ def test_tuning_job_runs_the_tuning_entrypoint_with_valid_arguments(name):
 @pytest.mark.parametrize("name", INFERENCE)
 def test_inference_pods_run_the_serving_entrypoints_with_their_serve_config(name, tmp_path):
     """The Serve config's content is the contract model's (tests/unit/contract/test_serveargs.py); here:
-    the application it names is serving's builder, and each pod command parses at its entrypoint."""
+    the head's deploy of it is a valid Ray Serve config whose application is serving's builder (the
+    live keys as the deployment's user_config), and each pod command parses at its entrypoint."""
+    import importlib
+
+    from ray.serve.schema import ServeDeploySchema
+
     from contract.serveconfig import load_serve_config
-    from serving.cluster import build_application
+    from serving.app import DEPLOYMENT_NAME
+    from serving.cluster import load_config
+    from serving.liveconfig import HOT_KEYS, declarative
 
     path = ROOT / "examples" / "inference" / name
     workspace = yaml.safe_load(path.read_text())
@@ -86,7 +93,13 @@ def test_inference_pods_run_the_serving_entrypoints_with_their_serve_config(name
     config_file.write_text(objs[("ConfigMap", ws_name)]["data"]["serve_config.yaml"])
     [app] = load_serve_config(str(config_file)).applications
     args = app.args
-    assert type(build_application({"import_path": app.import_path, "args": args.model_dump()})).__name__ == "Application"
+    [deployed] = ServeDeploySchema.model_validate(declarative(load_config(str(config_file)), DEPLOYMENT_NAME)).applications
+    module, _, attr = deployed.import_path.partition(":")
+    assert type(getattr(importlib.import_module(module), attr)(deployed.args)).__name__ == "Application"
+    assert not set(deployed.args) & set(HOT_KEYS)
+    [deployment] = deployed.deployments
+    assert deployment.name == DEPLOYMENT_NAME and deployment.user_config["adapters"] == [
+        a.model_dump(mode="json", exclude_unset=True) for a in args.adapters]
 
     head = objs[("Deployment", ws_name)]
     main = head["spec"]["template"]["spec"]["containers"][0]
