@@ -59,6 +59,8 @@ class Service:
         self.error: str | None = None
         self.metrics = Metrics()
         self.ready = threading.Event()
+        self._wanted: list | None = None  # an adapter set applied while the model loads
+        self._wanted_lock = threading.Lock()
         self.stream_interval_s = self.args.stream_interval_ms / 1000
         if background:
             threading.Thread(target=self._load_logged, name="model-load", daemon=True).start()
@@ -99,9 +101,15 @@ class Service:
         self.metrics.bind_engine(self.engine.stats)
         self.adapters = AdapterRegistry(self.engine, base_name=r.served_model_name, max_adapters=a.max_adapters,
                                         max_resident=a.max_resident_adapters, metrics=self.metrics)
-        if a.adapters:  # the initial set; a failed one is served as unavailable, never fatal
-            log.info("adapters: %s", self.adapters.submit(self.adapters.apply, a.adapters).result())
-        self.ready.set()
+        specs = list(a.adapters) or None  # the initial set, then any set applied while it loaded
+        while True:
+            if specs is not None:  # a failed adapter is served as unavailable, never fatal
+                log.info("adapters: %s", self.adapters.submit(self.adapters.apply, specs).result())
+            with self._wanted_lock:
+                specs, self._wanted = self._wanted, None
+                if specs is None:
+                    self.ready.set()
+                    break
         log.info("model %s ready (%s, %s)", r.served_model_name, r.device, r.dtype)
 
     def require_ready(self) -> None:
@@ -131,8 +139,15 @@ class Service:
         """Make the served adapter set equal `specs` (contract AdapterArg-like: name, source, strength):
         new ones load, a changed digest or strength swaps between steps, missing ones unload once
         their running requests finish. A failure keeps the old version serving, marked unavailable
-        in /v1/models with the reason. Returns what happened per name."""
-        self.require_ready()
+        in /v1/models with the reason. Returns what happened per name ("pending" for all while the
+        model still loads: the set is applied as soon as it has)."""
+        specs = list(specs)
+        with self._wanted_lock:
+            if not self.ready.is_set():
+                if self.error:
+                    raise NotReady(f"the model failed to load: {self.error}")
+                self._wanted = specs
+                return {(s["name"] if isinstance(s, dict) else s.name): "pending" for s in specs}
         return await asyncio.wrap_future(self.adapters.submit(self.adapters.apply, list(specs)))
 
     # -- requests --------------------------------------------------------------------------------

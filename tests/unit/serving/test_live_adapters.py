@@ -220,3 +220,19 @@ def test_bad_lora_paths_are_a_400_naming_the_problem_and_change_nothing(live, cl
         assert problem in err["message"] and err["param"] == "lora_path", (path, err)
     assert served() == before
     assert client.post("/v1/completions", json={"model": "alpha", "prompt": "hi", "max_tokens": 2}).status_code == 200
+
+
+def test_a_set_applied_while_the_model_loads_is_served_once_it_is_ready(tiny_models, llama_adapters):
+    import time
+
+    s = Service({"model": str(tiny_models["llama"]), "served_model_name": NAME,
+                 "adapters": [spec("alpha", llama_adapters["alpha"])]}, background=True)
+    try:
+        report = asyncio.run(s.apply_adapters([spec("beta", llama_adapters["beta"])]))
+        deadline = time.monotonic() + 120
+        while not s.ready.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert report == {"beta": "pending"} or report == {"alpha": "removed", "beta": "added"}
+        assert [c.id for c in s.models()] == [NAME, "beta"]  # the later set wins over the initial one
+    finally:
+        s.shutdown()
