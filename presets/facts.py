@@ -26,7 +26,7 @@ from contract.workspace import (
 )
 from presets import Preset, Sku, get_preset, get_sku
 
-__all__ = ["UNKNOWN_SKU_GPUS", "DEFAULT_DISK_GIB", "DEFAULT_READINESS_TIMEOUT_SECONDS", "AdapterFacts", "WorkspaceFacts", "parse_strength",
+__all__ = ["UNKNOWN_SKU_GPUS", "DEFAULT_DISK_GIB", "DEFAULT_READINESS_TIMEOUT_SECONDS", "AdapterFacts", "ClaimFacts", "WorkspaceFacts", "parse_strength",
            "workspace_facts"]
 
 #: GPUs per node for an instance type outside the SKU table when no preset says how many.
@@ -62,6 +62,20 @@ class AdapterFacts:
                    volume_source=src.volume_source, pull_secrets=tuple(src.image_pull_secrets or ()))
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimFacts:
+    """What the NodeProvisioner needs of a Workspace: few objects, so thousands can be kept between syncs."""
+    namespace: str
+    name: str
+    node_count: int
+    instance_type: str
+    match_labels: dict[str, str]
+    preferred_nodes: tuple[str, ...]
+    gpus_per_node: int
+    claim_names: tuple[str, ...]
+    disk_gib: float
+
+
 @dataclass(frozen=True)
 class WorkspaceFacts:
     workspace: Workspace
@@ -79,6 +93,11 @@ class WorkspaceFacts:
     claim_names: tuple[str, ...]           # claim i of this Workspace is claim_names[i]
     disk_gib: float
     annotations: dict[str, str]
+
+    @property
+    def claims(self) -> ClaimFacts:
+        return ClaimFacts(self.namespace, self.name, self.node_count, self.instance_type, self.match_labels,
+                          self.preferred_nodes, self.gpus_per_node, self.claim_names, self.disk_gib)
 
     @property
     def is_tuning(self) -> bool:

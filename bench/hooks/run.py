@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hooks import sync_workspace  # noqa: E402
+from hooks.core import sync_workspace  # noqa: E402
 from hooks.tools.emulated import inprocess_transport, make_world  # noqa: E402
 from hooks.core.routes import BY_PATH, answer  # noqa: E402
 from hooks.core.settings import CLAIM_APIS, Settings  # noqa: E402

@@ -26,10 +26,10 @@ from hooks.core.protocol import NODE_KEY, WORKSPACE_KEY
 from hooks.core.errors import INVALID_SPEC
 from hooks.core.settings import ClaimApi, Settings
 from hooks.core.status import FALSE, TRUE, Cond, render
-from hooks.core.validation import Validated, validate_workspace
+from hooks.core.validation import FieldError, validate_workspace
 from metacontroller.api import KubeObject, Obj, RequestError, SyncRequest, json_path
 from metacontroller.apply import as_last_applied, last_applied_children
-from presets.facts import WorkspaceFacts
+from presets.facts import ClaimFacts
 
 GPU_TAINT = {"key": "sku", "value": "gpu", "effect": "NoSchedule"}
 #: Invalid Workspaces named in the WorkspacesValid condition's message; the rest are counted.
@@ -87,7 +87,7 @@ class ClaimTarget:
         return cls(claim_api, spec, spec.node_class_ref.model_dump(by_alias=True))
 
 
-def build_claim(target: ClaimTarget, facts: WorkspaceFacts, index: int) -> Obj:
+def build_claim(target: ClaimTarget, facts: ClaimFacts, index: int) -> Obj:
     """The index-th node claim of a Workspace, in the API this installation emits."""
     claim_api, spec = target.claim_api, target.spec
     name, instance_type = facts.claim_names[index], facts.instance_type
@@ -121,14 +121,20 @@ def build_claim(target: ClaimTarget, facts: WorkspaceFacts, index: int) -> Obj:
                      "resources": {"requests": {"storage": storage}}}}
 
 
+def _assess(spec: Obj) -> tuple[tuple[FieldError, ...], Optional[ClaimFacts]]:
+    """(errors, claim facts of a valid Workspace): one parse, one derivation."""
+    checked = validate_workspace(spec)
+    return tuple(checked.errors), (checked.facts.claims if checked.valid else None)
+
+
 @functools.lru_cache(maxsize=65536)
-def _validated(canonical: str) -> Validated:
-    """`validate_workspace` of one Workspace (status left out), memoised by its JSON text: every sync
-    sees every Workspace again, nearly all unchanged, and parsing and validation were most of a
-    sync's cost. Keyed by the whole content, so the cache cannot answer for a different spec
-    (Metacontroller sends maps with sorted keys; another order is only a miss). The facts of a
-    valid one are derived once and kept with it."""
-    return validate_workspace(json.loads(canonical))
+def _assessed(canonical: str) -> tuple[tuple[FieldError, ...], Optional[ClaimFacts]]:
+    """`_assess` of one Workspace (status left out), memoised by its JSON text: every sync sees
+    every Workspace again, nearly all unchanged, and parsing and validation were most of a sync's
+    cost. Keyed by the whole content, so the cache cannot answer for a different spec (Metacontroller
+    sends maps with sorted keys; another order is only a miss). It keeps only the errors and the
+    few claim facts, not the parsed model: thousands of models would slow every GC pass."""
+    return _assess(json.loads(canonical))
 
 
 def _ready(claim: Optional[KubeObject]) -> bool:
@@ -194,19 +200,19 @@ def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
             continue
         spec_only = {k: v for k, v in sent.items() if k != "status"}
         text = json.dumps(spec_only, separators=(",", ":"))
-        checked = _validated(text) if len(text) <= MAX_CACHED_SPEC_CHARS else validate_workspace(spec_only)
-        if checked.errors:
+        errors, facts = _assessed(text) if len(text) <= MAX_CACHED_SPEC_CHARS else _assess(spec_only)
+        if errors:
             # Nothing new, and an edit typo must not take away the nodes a running workspace
             # sits on: its claims stay exactly as last applied.
             kept = sorted(claims_of.get((ns, name), []), key=lambda pair: pair[0].metadata.name)
             claims += [as_last_applied(claim_sent) for _, claim_sent in kept]
-            why = "; ".join(map(str, checked.errors))
+            why = "; ".join(map(str, errors))
             why = why if len(why) <= MAX_REASON_CHARS else why[:MAX_REASON_CHARS - 3] + "..."
             invalid.append((f"{ns}/{name}", why))
             summary.append({"namespace": ns, "name": name, "claims": len(kept), "ready": sum(_ready(c) for c, _ in kept),
                             "invalid": why})
             continue
-        wanted = _wanted_claims(target, checked.facts, index, used)
+        wanted = _wanted_claims(target, facts, index, used)
         claims += wanted
         if wanted:
             summary.append({"namespace": ns, "name": name, "claims": len(wanted),
@@ -221,7 +227,7 @@ def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
     return reply
 
 
-def _wanted_claims(target: ClaimTarget, facts: WorkspaceFacts, index: _NodeIndex, used: set[str]) -> list[Obj]:
+def _wanted_claims(target: ClaimTarget, facts: ClaimFacts, index: _NodeIndex, used: set[str]) -> list[Obj]:
     """The claims a valid Workspace needs: `count` minus the existing nodes it can use (marked used)."""
     ns, name, count = facts.namespace, facts.name, facts.node_count
     byo = 0

@@ -12,6 +12,7 @@ import urllib.parse
 from typing import Callable, Iterable, Optional
 
 import presets
+from presets.facts import UNKNOWN_SKU_GPUS
 from hooks.core.routes import BY_PATH, answer
 from hooks.core.settings import ClaimApi, Settings
 from metacontroller.api import Obj
@@ -59,8 +60,9 @@ def default_nodeprovisioner() -> Obj:
 
 
 def sku_gpus(instance_type: str) -> int:
+    """GPUs of a node the Karpenter stand-in brings up for this instance type."""
     sku = presets.get_sku(instance_type)
-    return sku.gpus if sku else 1
+    return sku.gpus if sku else UNKNOWN_SKU_GPUS
 
 
 def inprocess_transport(settings: Settings, now: Callable[[], str]) -> Callable[[str, Obj, float], bytes]:

@@ -1,6 +1,6 @@
 """An inference Workspace (tiny preset, two adapters in the local registry) run for real: the hooks
 (in their container) render the children, the pod runner starts the head pod from the runtime image
-(adapter init containers, then Ray head + Serve), and the app answers through the Service port.
+(the adapter prefetch init container, then Ray head + Serve), and the app answers through the Service port.
 
 Two Ray nodes are not run here: on a shared host network Ray 2.60 keeps its listeners on loopback
 only in single-node mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 refuses `ray start --address`), and
@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 import artifacts
+from contract.serveconfig import SERVE_CONFIG_KEY
 from hooks.tools.emulated import make_world
 from hooks.core.settings import CLAIM_APIS, Settings
 from tests.e2e.conftest import ROOT, RUNTIME_REF
@@ -27,7 +28,6 @@ from tinymodel import build_adapter, build_tiny_model
 
 registry = registry_fixture()
 ADAPTERS = ("alpha", "beta")
-CONFIG_KEY = "serve_config.yaml"
 
 
 def _post(url: str, body: dict, timeout: float = 60) -> tuple[int, dict]:
@@ -67,7 +67,7 @@ def test_inference_workspace_serves_both_adapters_through_the_service_port(
     svc = world.get("v1", "Service", name, "default")
     [http] = [p for p in svc["spec"]["ports"] if p["name"] == "http"]
     http_port, ray_port = _free_port(), _free_port()
-    config = adapt_serve_config(world.get("v1", "ConfigMap", name, "default"), CONFIG_KEY, http_port)
+    config = adapt_serve_config(world.get("v1", "ConfigMap", name, "default"), SERVE_CONFIG_KEY, http_port)
     head = PodRunner(f"{name}-7b5d9c-head0", copy.deepcopy(head_dep["spec"]["template"]["spec"]),
                      Objects(config_maps={name: config}), images={RUNTIME_REF: runtime_image},
                      ports={http["targetPort"]: http_port}, hosts=(name,),
@@ -79,7 +79,7 @@ def test_inference_workspace_serves_both_adapters_through_the_service_port(
         head.start()
         t_pull = time.monotonic() - t0
         inits = head.status()["initContainerStatuses"]
-        assert [s["name"] for s in inits] == [f"adapter-{n}" for n in ADAPTERS]
+        assert [s["name"] for s in inits] == ["adapter-prefetch"]  # one, whatever the adapter list
         for s in inits:
             assert s["state"]["terminated"]["exitCode"] == 0, head.logs(s["name"])
         t1 = time.monotonic()
@@ -96,7 +96,7 @@ def test_inference_workspace_serves_both_adapters_through_the_service_port(
         status, body = _post(url + "/chat", {"prompt": "Kubernetes schedules", "generate_kwargs": {"max_new_tokens": 8}})
         assert status == 200 and isinstance(body.get("Result"), str), body
         first_chat = time.monotonic() - applied
-        print(f"\nWorkspace apply -> first /chat: {first_chat:.1f}s (adapter pulls by init containers {t_pull:.1f}s, "
+        print(f"\nWorkspace apply -> first /chat: {first_chat:.1f}s (adapter prefetch init container {t_pull:.1f}s, "
               f"Ray head start {t_ray:.1f}s, Serve deploy + model load until /healthz {t_load:.1f}s)")
 
         with urllib.request.urlopen(url + "/v1/models", timeout=10) as r:

@@ -2,7 +2,13 @@
 
 Names (DESIGN.md §4): Deployment `<ws>` (Ray head + Serve), Deployment `<ws>-worker` (count > 1),
 Service `<ws>` (80 -> 8000, plus 6379 when count > 1), ConfigMap `<ws>` (key serve_config.yaml,
-a contract.serveconfig.ServeConfig around contract.serveargs.ServeArgs). Adapters are pulled by one init container each into a shared volume.
+a contract.serveconfig.ServeConfig around contract.serveargs.ServeArgs).
+
+Adapters are runtime state (issue 14): their list (name, oci:// source, strength) is in the Serve
+config only, and one generic init container (`adapter-prefetch`) fetches whatever the mounted
+config lists into the pod's cache volume. The pod templates therefore do not change when only
+adapters change; the config hash on them leaves out the live fields (contract.serveargs.LIVE_FIELDS).
+An adapter on a user's volume or with a pull secret still adds a mount (Kubernetes must mount it).
 """
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Helpers shared by the hook integration tests (imported by name: tests have no packages)."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
