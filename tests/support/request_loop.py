@@ -1,4 +1,4 @@
-"""A bounded loop of greedy completions for one model, run while something changes underneath it.
+"""A bounded loop of greedy completions (8 tokens, EOS ignored) for one model, run while something changes underneath it.
 
     with RequestLoop(base_url, "my-adapter") as loop:
         ...                       # push a new digest, edit the config
@@ -28,7 +28,7 @@ class RequestLoop:
             while not self._stop.is_set() and len(self.answers) + len(self.failures) < 2000:
                 try:
                     r = c.post("/v1/completions", json={"model": self.model, "prompt": PROMPT,
-                                                        "max_tokens": 8, "temperature": 0})
+                                                        "max_tokens": 8, "temperature": 0, "ignore_eos": True})
                     (self.answers if r.status_code == 200 else self.failures).append(
                         r.json()["choices"][0]["text"] if r.status_code == 200 else f"{r.status_code} {r.text}")
                 except httpx.HTTPError as e:

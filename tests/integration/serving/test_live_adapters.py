@@ -13,7 +13,7 @@ import pytest
 import artifacts
 from tests.support.registry import RecordingProxy, registry_fixture
 from tests.support.replicas import replica_pids
-from tests.support.request_loop import RequestLoop
+from tests.support.request_loop import PROMPT, RequestLoop
 
 pytestmark = pytest.mark.slow
 NAME = "tiny-live"
@@ -73,8 +73,8 @@ def wait_for(predicate, timeout=30.0, what="condition"):
 
 
 def complete(client, model: str) -> str:
-    r = client.post("/v1/completions", json={"model": model, "prompt": "Kubernetes schedules", "max_tokens": 8,
-                                             "temperature": 0})
+    r = client.post("/v1/completions", json={"model": model, "prompt": PROMPT, "max_tokens": 8, "temperature": 0,
+                                             "ignore_eos": True})
     assert r.status_code == 200, r.text
     return r.json()["choices"][0]["text"]
 

@@ -19,7 +19,7 @@ import yaml
 from tests.integration.serving.test_kaito_up import ROOT, env, run_up
 from tests.support.registry import registry_fixture
 from tests.support.replicas import replica_pids
-from tests.support.request_loop import RequestLoop
+from tests.support.request_loop import PROMPT, RequestLoop
 
 pytestmark = pytest.mark.slow
 registry = registry_fixture()
@@ -75,7 +75,7 @@ def listed(base: str) -> dict[str, dict]:
 
 def complete(base: str) -> str:
     r = httpx.post(base + "/v1/completions", timeout=30,
-                   json={"model": ADAPTER, "prompt": "Kubernetes schedules", "max_tokens": 8, "temperature": 0})
+                   json={"model": ADAPTER, "prompt": PROMPT, "max_tokens": 8, "temperature": 0, "ignore_eos": True})
     assert r.status_code == 200, r.text
     return r.json()["choices"][0]["text"]
 
