@@ -1,10 +1,7 @@
 """An inference Workspace (tiny preset, two adapters in the local registry) run for real: the hooks
 (in their container) render the children, the pod runner starts the head pod from the runtime image
 (adapter init containers, then Ray head + Serve), and the app answers through the Service port.
-
-Two Ray nodes are not run here: on a shared host network Ray 2.60 keeps its listeners on loopback
-only in single-node mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 refuses `ray start --address`), and
-without it binds every interface under the machine's address (README, "What the container tests prove").
+Two Ray nodes (count: 2) are run in tests/e2e/test_ray_cluster.py.
 """
 from __future__ import annotations
 

@@ -36,13 +36,16 @@ ADAPTATIONS = (
     " so pods never collide",
     "Serve config (ConfigMap): http_options moved to 127.0.0.1:<hostPort> and proxy_location HeadOnly, since"
     " every node's proxy would bind the same host port; gpus_per_replica 0 (adapt_serve_config)",
-    "Ray node: KAITO_RAY_START_ARGS gives the head free ports, 1 CPU and a small object store, and"
-    " RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps every Ray listener on 127.0.0.1 (ray_node_env); Ray 2.60 then"
-    " refuses worker joins, so two-node pods are not run here",
+    "Ray nodes: KAITO_RAY_START_ARGS gives each node free ports, 1 CPU and a small object store; the head runs"
+    " with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (node IP 127.0.0.1) and its two fixed metrics ports moved,"
+    " workers with =1 (so `ray start --address` may join) take 127.0.0.1 from the route to the head; every Ray"
+    " listener is on 127.0.0.1 (ray_node_env)",
     "images: references are mapped to the locally built images (no registry to pull our images from)",
     "ignored: resources (GPU requests/limits), probes' timing, affinity, tolerations, scheduling, serviceAccount",
     "restartPolicy Always: a container that exits while a test waits on it is restarted at most"
     " twice, without the kubelet's back-off",
+    "stop (pod deletion): SIGTERM, then SIGKILL after terminationGracePeriodSeconds (default 30 s), as the"
+    " kubelet does; no preStop hooks",
     "emptyDir (also medium: Memory) is a host directory owned by fsGroup; no sizeLimit",
     "extra env: KAITO_INSECURE_REGISTRIES, so pulls from the test registry use plain HTTP on loopback",
     "termination message: FallbackToLogsOnError reads the last 80 log lines, at most 2048 bytes (kubelet's rule)",
@@ -50,6 +53,8 @@ ADAPTATIONS = (
 #: The kubelet's tail for FallbackToLogsOnError.
 LOG_LINES, LOG_BYTES = 80, 2048
 MAX_RESTARTS = 2
+#: The kubelet's default terminationGracePeriodSeconds.
+DEFAULT_GRACE_SECONDS = 30
 
 
 def describe() -> str:
@@ -288,6 +293,29 @@ class PodRunner:
                 raise PodFailed(f"pod {self.name} container {name}: {what}: {why}\n--- output ---\n{self.logs(name)}")
             time.sleep(0.1)
 
+    def stop(self, name: str) -> float:
+        """Stop container `name` as the kubelet deletes a pod: SIGTERM, SIGKILL after the grace period.
+        Returns the seconds it took to exit."""
+        container = next(c for c in self.spec["containers"] if c["name"] == name)
+        grace = int(self.spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS))
+        self.log(f"[pod {self.name}] container {name}: stopping (SIGTERM, SIGKILL after {grace}s)")
+        start = time.monotonic()
+        _run("stop", "-t", str(grace), self.container_name(container), timeout=grace + 60)
+        return time.monotonic() - start
+
+    def exec(self, name: str, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run a command inside running container `name` (as its user, with its env)."""
+        container = next(c for c in self.spec["containers"] if c["name"] == name)
+        return _run("exec", self.container_name(container), *argv, timeout=timeout, check=False)
+
+    def host_pids(self) -> set[int]:
+        """Host PIDs of every process in this pod's running containers (`podman top ... hpid`)."""
+        pids: set[int] = set()
+        for container in self.spec.get("containers") or []:
+            proc = _run("top", self.container_name(container), "hpid", check=False)
+            pids.update(int(x) for x in proc.stdout.split()[1:] if x.isdigit())
+        return pids
+
     def remove(self) -> None:
         for cname in reversed(self._started):
             _run("rm", "-f", "-t", "5", cname, check=False, timeout=60)
@@ -305,16 +333,29 @@ def adapt_serve_config(config_map: Obj, key: str, port: int) -> Obj:
     return {**config_map, "data": {**config_map["data"], key: yaml.safe_dump(cfg, sort_keys=False)}}
 
 
-def ray_node_env(free_port: Callable[[], int], ray_port: int) -> dict[str, str]:
-    """Environment for a Ray head container sharing the host network with other Ray instances."""
-    flags = [f"--port={ray_port}", f"--ray-client-server-port={free_port()}", "--num-cpus=1",
-             "--object-store-memory=100000000", f"--dashboard-agent-listen-port={free_port()}",
+def ray_node_env(free_port: Callable[[], int], ray_port: Optional[int] = None) -> dict[str, str]:
+    """Environment for a Ray node container sharing the host network with other Ray instances:
+    the head when `ray_port` (its GCS port) is given, else a worker.
+
+    Ray 2.60 takes a node's IP from `--node-ip-address`, but rewrites a loopback value there to the
+    machine's address when multi-node is enabled (services.resolve_ip_for_localhost), and its gRPC
+    servers listen on every interface unless the node IP is 127.0.0.1. So: the head runs with
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which makes its node IP 127.0.0.1; a worker needs =1 (else
+    `ray start --address` refuses to join) and no --node-ip-address: it takes the source address of
+    its route to the head, 127.0.0.1, because the Service name resolves there (--add-host). The
+    head's autoscaler and dashboard metrics servers have fixed ports (44217, 44227) that only these
+    environment variables move."""
+    flags = ["--num-cpus=1", "--object-store-memory=100000000", f"--dashboard-agent-listen-port={free_port()}",
              f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
              f"--runtime-env-agent-port={free_port()}", f"--node-manager-port={free_port()}",
              f"--object-manager-port={free_port()}"]
     base = free_port() // 100 * 100
     flags += [f"--min-worker-port={base}", f"--max-worker-port={base + 99}"]
-    return {"KAITO_RAY_START_ARGS": " ".join(flags), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    if ray_port is None:
+        return {"KAITO_RAY_START_ARGS": " ".join(flags), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
+    flags = [f"--port={ray_port}", f"--ray-client-server-port={free_port()}", *flags]
+    return {"KAITO_RAY_START_ARGS": " ".join(flags), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            "AUTOSCALER_METRIC_PORT": str(free_port()), "DASHBOARD_METRIC_PORT": str(free_port())}
 
 
 def _data(obj: Obj) -> dict[str, bytes]:
