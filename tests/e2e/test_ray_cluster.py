@@ -27,19 +27,16 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import pytest
-import yaml
 
 import artifacts
-from hooks.lifecycle import make_world
-from hooks.settings import CLAIM_APIS, Settings
-from tests.e2e.conftest import ROOT, RUNTIME_REF
+from tests.e2e.conftest import RUNTIME_REF
+from tests.e2e.workspaces import apply, check_inits, example, get, head_pod, hook_world
 from tests.support import ray_probe
-from tests.support.pods import Objects, PodFailed, PodRunner, adapt_serve_config, ray_node_env
+from tests.support.pods import PodFailed, PodRunner, ray_node_env
 from tests.support.registry import _free_port, registry_fixture
 from tinymodel import build_adapter, build_tiny_model
 
 registry = registry_fixture()
-CONFIG_KEY = "serve_config.yaml"
 ADAPTER = "alpha"
 #: Ray's own SIGTERM drain (RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S, 30 s by default) shortened so a stop
 #: takes seconds: Serve stops a replica on a draining node gracefully once the deadline is within its
@@ -130,51 +127,37 @@ def adapter_ref(registry, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster(hook_pod, runtime_image, registry, adapter_ref, tmp_path_factory):
-    _, base, dep = hook_pod
-    env = {e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
-    world = make_world(Settings(claim_api=CLAIM_APIS[env["KAITO_CLAIM_API"]]), base_url=base)
-    ws = yaml.safe_load((ROOT / "examples" / "inference" / "kaito_workspace_tiny.yaml").read_text())
+    world = hook_world(hook_pod)
+    ws = example("inference/kaito_workspace_tiny.yaml")
     name = ws["metadata"]["name"]
-    ws["metadata"]["namespace"] = "default"
     ws["resource"]["count"] = 2
     ws["inference"]["adapters"] = [{"source": {"name": ADAPTER, "image": adapter_ref}}]
-    world.standins[1].hold.add(("default", name))  # only the real pods decide readiness
-    applied = time.monotonic()
-    world.cluster.create(ws)
-    world.run_until(lambda: world.get("apps/v1", "Deployment", f"{name}-worker", "default") is not None, max_rounds=10)
-    head_dep = world.get("apps/v1", "Deployment", name, "default")
-    worker_dep = world.get("apps/v1", "Deployment", f"{name}-worker", "default")
+    applied = apply(world, ws, ("apps/v1", "Deployment", f"{name}-worker"))
+    worker_dep = get(world, "apps/v1", "Deployment", f"{name}-worker")
     assert worker_dep["spec"]["replicas"] == 1, worker_dep["spec"]
-    svc = world.get("v1", "Service", name, "default")
-    ports = {p["name"]: p for p in svc["spec"]["ports"]}
-    assert set(ports) == {"http", "ray-gcs"}, ports
+    svc_ports = {p["name"]: p["targetPort"] for p in get(world, "v1", "Service", name)["spec"]["ports"]}
+    assert set(svc_ports) == {"http", "ray-gcs"}, svc_ports
     http_port, ray_port = _free_port(), _free_port()
-    config = adapt_serve_config(world.get("v1", "ConfigMap", name, "default"), CONFIG_KEY, http_port)
-    common = dict(images={RUNTIME_REF: runtime_image}, hosts=(name,))
-    insecure = {"KAITO_INSECURE_REGISTRIES": registry.host}
-    head = PodRunner(f"{name}-7b5d9c-head0", copy.deepcopy(head_dep["spec"]["template"]["spec"]),
-                     Objects(config_maps={name: config}),
-                     ports={ports["http"]["targetPort"]: http_port, ports["ray-gcs"]["targetPort"]: ray_port},
-                     extra_env={**insecure, **ray_node_env(_free_port, ray_port)},
-                     workdir=tmp_path_factory.mktemp("head-pod"), **common)
+    head = head_pod(world, name, runtime_image, registry.host, tmp_path_factory.mktemp("head-pod"),
+                    http_port=http_port, ray_port=ray_port)
     worker = PodRunner(f"{name}-worker-5c8f7d-w0rk1", copy.deepcopy(worker_dep["spec"]["template"]["spec"]),
-                       ports={ports["ray-gcs"]["targetPort"]: ray_port},
-                       extra_env={**insecure, **ray_node_env(_free_port),
+                       images={RUNTIME_REF: runtime_image}, hosts=(name,), ports={svc_ports["ray-gcs"]: ray_port},
+                       extra_env={"KAITO_INSECURE_REGISTRIES": registry.host, **ray_node_env(_free_port),
                                   "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": str(DRAIN_SECONDS)},
-                       workdir=tmp_path_factory.mktemp("worker-pod"), **common)
+                       workdir=tmp_path_factory.mktemp("worker-pod"))
     c = Cluster(head, worker, f"http://127.0.0.1:{http_port}")
     try:
         t0 = time.monotonic()
         head.start()
         c.timings["head_pulls"] = time.monotonic() - t0
-        _check_inits(head)
+        check_inits(head)
         t1 = time.monotonic()
         head.wait_running("serve", lambda: "Ray runtime started" in head.logs("serve", 200), "the Ray head to start", 180)
         c.timings["head_ray_start"] = time.monotonic() - t1
         t2 = time.monotonic()
         worker.start()
         c.timings["worker_pulls"] = time.monotonic() - t2
-        _check_inits(worker)
+        check_inits(worker)
         t3 = time.monotonic()
         worker.wait_running("ray-worker", lambda: "Ray runtime started" in worker.logs("ray-worker", 200),
                             "the Ray worker to start", 180)
@@ -196,12 +179,6 @@ def cluster(hook_pod, runtime_image, registry, adapter_ref, tmp_path_factory):
     finally:
         worker.remove()
         head.remove()
-
-
-def _check_inits(pod: PodRunner) -> None:
-    """Whatever init containers the template has (adapter fetches) must have succeeded."""
-    for s in pod.status().get("initContainerStatuses") or []:
-        assert s["state"]["terminated"]["exitCode"] == 0, pod.logs(s["name"])
 
 
 def _listeners(pids: set[int]) -> list[tuple[str, str]]:

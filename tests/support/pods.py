@@ -47,6 +47,8 @@ ADAPTATIONS = (
     "stop (pod deletion): SIGTERM, then SIGKILL after terminationGracePeriodSeconds (default 30 s), as the"
     " kubelet does; no preStop hooks",
     "emptyDir (also medium: Memory) is a host directory owned by fsGroup; no sizeLimit",
+    "persistentVolumeClaim: the host directory the test binds to the claim name (claims=), kept across pods"
+    " as a bound PersistentVolume is; owned by fsGroup",
     "extra env: KAITO_INSECURE_REGISTRIES, so pulls from the test registry use plain HTTP on loopback",
     "termination message: FallbackToLogsOnError reads the last 80 log lines, at most 2048 bytes (kubelet's rule)",
 )
@@ -89,6 +91,8 @@ class PodRunner:
     hosts: tuple[str, ...] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
     workdir: Optional[Path] = None
+    #: claimName -> host directory: the PersistentVolumes bound to the pod's claims.
+    claims: Mapping[str, Path] = field(default_factory=dict)
     log: Callable[[str], None] = print
     _volumes: dict[str, Path] = field(default_factory=dict, init=False)
     _results: dict[str, Obj] = field(default_factory=dict, init=False)
@@ -125,8 +129,18 @@ class PodRunner:
                     if group:
                         shutil.chown(target, group=group)
                     target.chmod(mode)
+            elif "persistentVolumeClaim" in vol:
+                claim = vol["persistentVolumeClaim"]["claimName"]
+                if claim not in self.claims:
+                    raise PodFailed(f"pod {self.name}: volume {name}: claim {claim} is not bound (claims=)")
+                path.rmdir()
+                path = Path(self.claims[claim])
+                if group:
+                    shutil.chown(path, group=group)
+                path.chmod(0o2777 if group else 0o777)
             else:
-                raise PodFailed(f"pod {self.name}: volume {name}: only emptyDir, configMap and secret are supported")
+                raise PodFailed(f"pod {self.name}: volume {name}: only emptyDir, configMap, secret and"
+                                " persistentVolumeClaim are supported")
             self._volumes[name] = path
 
     # -- containers -------------------------------------------------------------------------
@@ -302,6 +316,27 @@ class PodRunner:
         start = time.monotonic()
         _run("stop", "-t", str(grace), self.container_name(container), timeout=grace + 60)
         return time.monotonic() - start
+
+    def kill(self, name: str) -> None:
+        """SIGKILL container `name`: what a node failure or an eviction past its grace period does."""
+        container = next(c for c in self.spec["containers"] if c["name"] == name)
+        self.log(f"[pod {self.name}] container {name}: SIGKILL")
+        _run("kill", "-s", "KILL", self.container_name(container))
+
+    def wait_exit(self, name: str, timeout: float, what: str = "") -> Obj:
+        """The terminated state of container `name` once it exits; fail with its output on the deadline."""
+        container = next(c for c in self.spec["containers"] if c["name"] == name)
+        what = what or f"container {name} to finish"
+        self.log(f"[pod {self.name}] waiting up to {timeout:.0f}s for {what}")
+        start = time.monotonic()
+        while True:
+            state = self._state(container)
+            if "terminated" in state:
+                return state["terminated"]
+            if time.monotonic() - start > timeout:
+                raise PodFailed(f"pod {self.name} container {name}: {what}: still running after {timeout:.0f}s"
+                                f"\n--- output ---\n{self.logs(name)}")
+            time.sleep(0.5)
 
     def exec(self, name: str, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """Run a command inside running container `name` (as its user, with its env)."""
