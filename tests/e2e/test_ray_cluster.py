@@ -30,7 +30,7 @@ import pytest
 
 import artifacts
 from tests.e2e.conftest import RUNTIME_REF
-from tests.e2e.workspaces import apply, check_inits, example, get, head_pod, hook_world
+from tests.e2e.workspaces import apply, check_inits, example, get, head_pod, hook_world, post
 from tests.support import ray_probe
 from tests.support.pods import PodFailed, PodRunner, ray_node_env
 from tests.support.registry import _free_port, registry_fixture
@@ -49,23 +49,13 @@ BURST = 8
 SERVE_REPLICA_COMM = "ray::ServeRepli"
 
 
-def _post(url: str, body: dict, timeout: float = 60) -> tuple[int, dict]:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, {"error": e.read().decode(errors="replace")[:300]}
-    except OSError as e:
-        return 0, {"error": repr(e)}
-
-
 @dataclass
 class Cluster:
     head: PodRunner
     worker: PodRunner
     url: str
     timings: dict[str, float] = field(default_factory=dict)
+    worker_up: bool = True   # False while the test has the worker pod deleted
 
     def logs(self) -> str:
         return (f"--- head (serve) ---\n{self.head.logs('serve', 80)}\n"
@@ -94,6 +84,9 @@ class Cluster:
         print(f"[cluster] waiting up to {timeout:.0f}s for {what}")
         start = time.monotonic()
         while not check():
+            self.head.keep_running("serve", what)
+            if self.worker_up:
+                self.worker.keep_running("ray-worker", what)
             if time.monotonic() - start > timeout:
                 raise PodFailed(f"not there after {timeout:.0f}s: {what}\n{self.logs()}")
             time.sleep(interval)
@@ -163,18 +156,19 @@ def cluster(hook_pod, runtime_image, registry, adapter_ref, tmp_path_factory):
                             "the Ray worker to start", 180)
         c.wait_view(lambda v: sorted(v.alive.values()) == ["head", "worker"], "two live Ray nodes (head, worker)", 120)
         c.timings["worker_join"] = time.monotonic() - t3
+        t4 = time.monotonic()
         c.wait_view(lambda v: v.running_on() == {"head": 1, "worker": 1},
                     "two RUNNING Serve replicas, one on each node", 300)
         c.wait(c.all_healthy, f"{BURST} concurrent {c.url}/healthz all 200 (the model loaded on both replicas)", 120)
-        c.timings["until_both_replicas"] = time.monotonic() - t1
-        status, body = _post(c.url + "/chat", {"prompt": "Kubernetes schedules", "generate_kwargs": {"max_new_tokens": 8}})
+        c.timings["replica_load"] = time.monotonic() - t4
+        status, body = post(c.url + "/chat", {"prompt": "Kubernetes schedules", "generate_kwargs": {"max_new_tokens": 8}})
         assert status == 200 and isinstance(body.get("Result"), str), f"{body}\n{c.logs()}"
         c.timings["apply_to_first_chat"] = time.monotonic() - applied
         t = c.timings
-        print(f"\n2 nodes: Workspace apply -> first /chat {t['apply_to_first_chat']:.1f}s = head adapter pull "
-              f"{t['head_pulls']:.1f}s + Ray head start {t['head_ray_start']:.1f}s, then worker adapter pull "
-              f"{t['worker_pulls']:.1f}s + worker join (container start -> node alive in GCS) {t['worker_join']:.1f}s; "
-              f"from head start until both replicas RUNNING (model loaded on each) {t['until_both_replicas']:.1f}s")
+        print(f"\n2 nodes: Workspace apply -> first /chat {t['apply_to_first_chat']:.1f}s: head adapter pull "
+              f"{t['head_pulls']:.1f}s, Ray head start {t['head_ray_start']:.1f}s, worker adapter pull "
+              f"{t['worker_pulls']:.1f}s, worker join (container start -> node alive in GCS) {t['worker_join']:.1f}s, "
+              f"then until a replica RUNNING with its model loaded on each node {t['replica_load']:.1f}s")
         yield c
     finally:
         worker.remove()
@@ -204,12 +198,12 @@ def test_two_nodes_serve_through_the_service_port_with_a_replica_on_each(cluster
         models = {m["id"] for m in json.loads(r.read())["data"]}
     assert {"tiny", ADAPTER} <= models, models
     for model in ("tiny", ADAPTER):
-        status, body = _post(cluster.url + "/v1/chat/completions", {
+        status, body = post(cluster.url + "/v1/chat/completions", {
             "model": model, "messages": [{"role": "user", "content": "Name a pod phase"}], "max_tokens": 8})
         assert status == 200 and body["model"] == model and body["choices"][0]["message"]["content"], body
     # Concurrent requests reach both replicas (alone, the proxy prefers the replica on its own node).
     results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(_post(cluster.url + "/chat", {
+    threads = [threading.Thread(target=lambda: results.append(post(cluster.url + "/chat", {
         "prompt": "hello", "generate_kwargs": {"max_new_tokens": 4}})[0])) for _ in range(6)]
     for th in threads:
         th.start()
@@ -245,7 +239,7 @@ def test_worker_loss_loses_no_request_and_the_worker_rejoins(cluster):
             with lock:
                 if len(codes) >= LOSS_MAX_REQUESTS:
                     return
-            status, _ = _post(cluster.url + "/v1/chat/completions", {
+            status, _ = post(cluster.url + "/v1/chat/completions", {
                 "model": "tiny", "messages": [{"role": "user", "content": "Name a pod phase"}], "max_tokens": 4},
                 timeout=60)
             with lock:
@@ -257,6 +251,7 @@ def test_worker_loss_loses_no_request_and_the_worker_rejoins(cluster):
     try:
         time.sleep(3)
         stopped_at = time.monotonic() - start
+        cluster.worker_up = False
         took = cluster.worker.stop("ray-worker")
         gone_at = time.monotonic() - start
         view = cluster.wait_view(lambda v: v.running_on() == {"head": 1} and "worker" not in v.alive.values(),
@@ -277,10 +272,11 @@ def test_worker_loss_loses_no_request_and_the_worker_rejoins(cluster):
 
     t0 = time.monotonic()
     cluster.worker.start_container("ray-worker")
+    cluster.worker_up = True
     view = cluster.wait_view(lambda v: v.running_on() == {"head": 1, "worker": 1},
                              "the restarted worker to rejoin and run a replica again", 300)
     rejoin = time.monotonic() - t0
-    status, body = _post(cluster.url + "/chat", {"prompt": "again", "generate_kwargs": {"max_new_tokens": 4}})
+    status, body = post(cluster.url + "/chat", {"prompt": "again", "generate_kwargs": {"max_new_tokens": 4}})
     assert status == 200, body
     print(f"worker rejoin: container start -> a RUNNING replica on the new worker node in {rejoin:.1f}s "
           f"({view.describe()})")

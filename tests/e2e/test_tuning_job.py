@@ -15,7 +15,6 @@ import copy
 import json
 import re
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pytest
 
 import artifacts
 from tests.e2e.conftest import RUNTIME_REF
-from tests.e2e.workspaces import apply, check_inits, example, get, head_pod, healthy, hook_world
+from tests.e2e.workspaces import apply, check_inits, example, get, head_pod, healthy, hook_world, post
 from tests.integration.tuning.conftest import chat_rows, write_config
 from tests.support.pods import Objects, PodRunner
 from tests.support.registry import _free_port, registry_fixture
@@ -36,15 +35,6 @@ PUSH_SECRET = "registry-push-secret"
 TUNED = "capitals"
 #: The push run is short; the kill/resume run is long enough to be killed between checkpoints.
 PUSH_STEPS, RESUME_STEPS, SAVE_STEPS = 8, 60, 5
-
-
-def _post(url: str, body: dict, timeout: float = 60) -> tuple[int, dict]:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, {"error": e.read().decode(errors="replace")[:300]}
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +125,7 @@ def test_tuning_job_pushes_an_adapter_that_an_inference_workspace_serves(
         assert TUNED in models, models
         answers = {}
         for model in ("tiny", TUNED):
-            status, body = _post(url + "/v1/chat/completions", {
+            status, body = post(url + "/v1/chat/completions", {
                 "model": model, "messages": [{"role": "user", "content": "What is the capital of Kenya?"}],
                 "max_tokens": 8, "temperature": 0})
             assert status == 200 and body["model"] == model, body

@@ -3,7 +3,9 @@ Metacontroller emulator against the hooks image), and its inference head pod as 
 from __future__ import annotations
 
 import copy
+import json
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -78,3 +80,15 @@ def healthy(url: str) -> bool:
             return r.status == 200
     except OSError:
         return False
+
+
+def post(url: str, body: dict, timeout: float = 60) -> tuple[int, dict]:
+    """(status, JSON body) of a POST; 0 with the error when the connection itself fails."""
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, {"error": e.read().decode(errors="replace")[:300]}
+    except OSError as e:
+        return 0, {"error": repr(e)}

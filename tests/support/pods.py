@@ -39,7 +39,8 @@ ADAPTATIONS = (
     "Ray nodes: KAITO_RAY_START_ARGS gives each node free ports, 1 CPU and a small object store; the head runs"
     " with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (node IP 127.0.0.1) and its two fixed metrics ports moved,"
     " workers with =1 (so `ray start --address` may join) take 127.0.0.1 from the route to the head; every Ray"
-    " listener is on 127.0.0.1 (ray_node_env)",
+    " listener is on 127.0.0.1 but Serve's per-replica gRPC server (ray_node_env); the two-node test shortens"
+    " the worker's SIGTERM drain (RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=10, Ray's default 30)",
     "images: references are mapped to the locally built images (no registry to pull our images from)",
     "ignored: resources (GPU requests/limits), probes' timing, affinity, tolerations, scheduling, serviceAccount",
     "restartPolicy Always: a container that exits while a test waits on it is restarted at most"
@@ -294,18 +295,27 @@ class PodRunner:
         while True:
             if check():
                 return time.monotonic() - start
-            state = self._state(container)
-            restarts = self._restarts.get(name, 0)
-            if "terminated" in state and self.spec.get("restartPolicy", "Always") == "Always" and restarts < MAX_RESTARTS:
-                self.log(f"[pod {self.name}] container {name} exited {state['terminated']['exitCode']}: restarting"
-                         f" (restartPolicy Always), last lines:\n{self.logs(name, 5)}")
-                self._restarts[name] = restarts + 1
-                self.start_container(name)
-                continue
-            if "terminated" in state or time.monotonic() - start > timeout:
-                why = "exited" if "terminated" in state else f"not there after {timeout:.0f}s"
-                raise PodFailed(f"pod {self.name} container {name}: {what}: {why}\n--- output ---\n{self.logs(name)}")
+            self.keep_running(name, what)
+            if time.monotonic() - start > timeout:
+                raise PodFailed(f"pod {self.name} container {name}: {what}: not there after {timeout:.0f}s"
+                                f"\n--- output ---\n{self.logs(name)}")
             time.sleep(0.1)
+
+    def keep_running(self, name: str, what: str = "it to keep running") -> None:
+        """What the kubelet does for a container that exited: restart it (restartPolicy Always, at most
+        MAX_RESTARTS times here); fail with its output once restarts are spent or not allowed."""
+        container = next(c for c in self.spec["containers"] if c["name"] == name)
+        state = self._state(container)
+        if "terminated" not in state:
+            return
+        restarts = self._restarts.get(name, 0)
+        if self.spec.get("restartPolicy", "Always") == "Always" and restarts < MAX_RESTARTS:
+            self.log(f"[pod {self.name}] container {name} exited {state['terminated']['exitCode']}: restarting"
+                     f" (restartPolicy Always), last lines:\n{self.logs(name, 5)}")
+            self._restarts[name] = restarts + 1
+            self.start_container(name)
+            return
+        raise PodFailed(f"pod {self.name} container {name}: {what}: exited\n--- output ---\n{self.logs(name)}")
 
     def stop(self, name: str) -> float:
         """Stop container `name` as the kubelet deletes a pod: SIGTERM, SIGKILL after the grace period.
