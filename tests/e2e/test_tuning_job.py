@@ -78,12 +78,19 @@ def _job_pod(world, name: str, runtime_image: str, registry_host: str, objects: 
                      extra_env={"KAITO_INSECURE_REGISTRIES": registry_host}, workdir=workdir, claims=claims or {})
 
 
-def _finish(pod: PodRunner, timeout: float) -> str:
-    check_inits(pod)
-    state = pod.wait_exit("tuning", timeout, "the tuning container to finish")
-    logs = pod.logs("tuning", 400)
+def _run_to_completion(pod: PodRunner, timeout: float) -> tuple[str, float]:
+    """Run the Job's pod until its tuning container exits 0: (its output, seconds taken)."""
+    try:
+        t0 = time.monotonic()
+        pod.start()
+        check_inits(pod)
+        state = pod.wait_exit("tuning", timeout, "the tuning container to finish")
+        took = time.monotonic() - t0
+        logs = pod.logs("tuning", 400)
+    finally:
+        pod.remove()
     assert state["exitCode"] == 0, f"tuning exited {state['exitCode']}: {state.get('message')}\n{logs}"
-    return logs
+    return logs, took
 
 
 def test_tuning_job_pushes_an_adapter_that_an_inference_workspace_serves(
@@ -96,13 +103,7 @@ def test_tuning_job_pushes_an_adapter_that_an_inference_workspace_serves(
     objects = Objects(config_maps={CONFIG_NAME: _config_map(tmp_path, PUSH_STEPS)},
                       secrets={PUSH_SECRET: _push_secret(registry.host)})
     job = _job_pod(world, name, runtime_image, registry.host, objects, tmp_path, f"{name}-tq8zl")
-    try:
-        t0 = time.monotonic()
-        job.start()
-        logs = _finish(job, 300)
-        tuned_in = time.monotonic() - t0
-    finally:
-        job.remove()
+    logs, tuned_in = _run_to_completion(job, 300)
     print(f"\ntuning Job pod (tiny, {PUSH_STEPS} steps, dataset pulled, adapter pushed): {tuned_in:.1f}s")
     pulled = Path(artifacts.resolve(adapter, cache_dir=tmp_path / "cache"))
     assert (pulled / "adapter_config.json").is_file() and any(pulled.glob("adapter_model.*")), sorted(pulled.iterdir())
@@ -165,13 +166,7 @@ def test_killed_tuning_pod_resumes_from_its_checkpoint_on_the_same_volume(
     print(f"\nkilled after checkpoint(s) {saved}; on the volume: {checkpoints}")
 
     second = _job_pod(world, name, runtime_image, registry.host, objects, tmp_path, f"{name}-d3e4f", {claim: volume})
-    try:
-        t0 = time.monotonic()
-        second.start()
-        logs = _finish(second, 300)
-        took = time.monotonic() - t0
-    finally:
-        second.remove()
+    logs, took = _run_to_completion(second, 300)
     resumed = re.search(r"resuming from checkpoint checkpoint-(\d+) \(step (\d+)\)", logs)
     assert resumed and int(resumed.group(2)) > 0, logs[-3000:]
     assert int(resumed.group(2)) >= max(saved) - SAVE_STEPS, (resumed.group(0), saved)

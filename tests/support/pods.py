@@ -390,17 +390,20 @@ def ray_node_env(free_port: Callable[[], int], ray_port: Optional[int] = None) -
     its route to the head, 127.0.0.1, because the Service name resolves there (--add-host). The
     head's autoscaler and dashboard metrics servers have fixed ports (44217, 44227) that only these
     environment variables move."""
-    flags = ["--num-cpus=1", "--object-store-memory=100000000", f"--dashboard-agent-listen-port={free_port()}",
-             f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
-             f"--runtime-env-agent-port={free_port()}", f"--node-manager-port={free_port()}",
-             f"--object-manager-port={free_port()}"]
-    base = free_port() // 100 * 100
-    flags += [f"--min-worker-port={base}", f"--max-worker-port={base + 99}"]
-    if ray_port is None:
-        return {"KAITO_RAY_START_ARGS": " ".join(flags), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
-    flags = [f"--port={ray_port}", f"--ray-client-server-port={free_port()}", *flags]
-    return {"KAITO_RAY_START_ARGS": " ".join(flags), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-            "AUTOSCALER_METRIC_PORT": str(free_port()), "DASHBOARD_METRIC_PORT": str(free_port())}
+    named = {"dashboard-agent-listen-port": free_port(), "dashboard-agent-grpc-port": free_port(),
+             "metrics-export-port": free_port(), "runtime-env-agent-port": free_port(),
+             "node-manager-port": free_port(), "object-manager-port": free_port()}
+    env = {}
+    if ray_port is not None:
+        named.update({"port": ray_port, "ray-client-server-port": free_port()})
+        env = {"AUTOSCALER_METRIC_PORT": str(free_port()), "DASHBOARD_METRIC_PORT": str(free_port())}
+    taken = {*named.values(), *map(int, env.values())}
+    # Ray refuses a worker port range that holds one of the node's other ports.
+    base = next(b for b in (free_port() // 100 * 100 for _ in range(100)) if not taken & set(range(b, b + 100)))
+    flags = ["--num-cpus=1", "--object-store-memory=100000000", *(f"--{k}={v}" for k, v in named.items()),
+             f"--min-worker-port={base}", f"--max-worker-port={base + 99}"]
+    cluster = "1" if ray_port is None else "0"
+    return {"KAITO_RAY_START_ARGS": " ".join(flags), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": cluster, **env}
 
 
 def _data(obj: Obj) -> dict[str, bytes]:
