@@ -1,17 +1,13 @@
 """An inference Workspace (tiny preset, two adapters in the local registry) run for real: the hooks
 (in their container) render the children, the pod runner starts the head pod from the runtime image
 (the adapter prefetch init container, then Ray head + Serve), and the app answers through the Service port.
-
-Two Ray nodes are not run here: on a shared host network Ray 2.60 keeps its listeners on loopback
-only in single-node mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 refuses `ray start --address`), and
-without it binds every interface under the machine's address (README, "What the container tests prove").
+Two Ray nodes (count: 2) are run in tests/e2e/test_ray_cluster.py.
 """
 from __future__ import annotations
 
 import copy
 import json
 import time
-import urllib.error
 import urllib.request
 
 import pytest
@@ -22,21 +18,13 @@ from contract.serveconfig import SERVE_CONFIG_KEY
 from hooks.tools.emulated import make_world
 from hooks.core.settings import CLAIM_APIS, Settings
 from tests.e2e.conftest import ROOT, RUNTIME_REF
+from tests.e2e.workspaces import post
 from tests.support.pods import Objects, PodRunner, adapt_serve_config, ray_node_env
 from tests.support.registry import _free_port, registry_fixture
 from tinymodel import build_adapter, build_tiny_model
 
 registry = registry_fixture()
 ADAPTERS = ("alpha", "beta")
-
-
-def _post(url: str, body: dict, timeout: float = 60) -> tuple[int, dict]:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, {"error": e.read().decode(errors="replace")[:300]}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +81,7 @@ def test_inference_workspace_serves_both_adapters_through_the_service_port(
             except OSError:
                 return False
         t_load = head.wait_running("serve", healthy, f"{url}/healthz 200 (Serve deployed, model loaded)", 300)
-        status, body = _post(url + "/chat", {"prompt": "Kubernetes schedules", "generate_kwargs": {"max_new_tokens": 8}})
+        status, body = post(url + "/chat", {"prompt": "Kubernetes schedules", "generate_kwargs": {"max_new_tokens": 8}})
         assert status == 200 and isinstance(body.get("Result"), str), body
         first_chat = time.monotonic() - applied
         print(f"\nWorkspace apply -> first /chat: {first_chat:.1f}s (adapter prefetch init container {t_pull:.1f}s, "
@@ -104,14 +92,14 @@ def test_inference_workspace_serves_both_adapters_through_the_service_port(
         assert models == {"tiny", *ADAPTERS}, models
         answers = {}
         for model in ("tiny", *ADAPTERS):
-            status, body = _post(url + "/v1/chat/completions", {
+            status, body = post(url + "/v1/chat/completions", {
                 "model": model, "messages": [{"role": "user", "content": "Name a pod phase"}],
                 "max_tokens": 8, "temperature": 0})
             assert status == 200 and body["model"] == model, body
             answers[model] = body["choices"][0]["message"]["content"]
         print(f"answers: {answers}")
         assert len(set(answers.values())) == 3, answers  # each adapter answers as its own model
-        status, body = _post(url + "/v1/chat/completions", {"model": "gamma", "messages": [{"role": "user", "content": "x"}]})
+        status, body = post(url + "/v1/chat/completions", {"model": "gamma", "messages": [{"role": "user", "content": "x"}]})
         assert status == 404 and "gamma" in json.dumps(body), body
     finally:
         head.remove()

@@ -36,20 +36,28 @@ ADAPTATIONS = (
     " so pods never collide",
     "Serve config (ConfigMap): http_options moved to 127.0.0.1:<hostPort> and proxy_location HeadOnly, since"
     " every node's proxy would bind the same host port; gpus_per_replica 0 (adapt_serve_config)",
-    "Ray node: KAITO_RAY_START_ARGS gives the head free ports, 1 CPU and a small object store, and"
-    " RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps every Ray listener on 127.0.0.1 (ray_node_env); Ray 2.60 then"
-    " refuses worker joins, so two-node pods are not run here",
+    "Ray nodes: KAITO_RAY_START_ARGS gives each node free ports, 1 CPU and a small object store; the head runs"
+    " with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (node IP 127.0.0.1) and its two fixed metrics ports moved,"
+    " workers with =1 (so `ray start --address` may join) take 127.0.0.1 from the route to the head; every Ray"
+    " listener is on 127.0.0.1 but Serve's per-replica gRPC server (ray_node_env); the two-node test shortens"
+    " the worker's SIGTERM drain (RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=10, Ray's default 30)",
     "images: references are mapped to the locally built images (no registry to pull our images from)",
     "ignored: resources (GPU requests/limits), probes' timing, affinity, tolerations, scheduling, serviceAccount",
     "restartPolicy Always: a container that exits while a test waits on it is restarted at most"
     " twice, without the kubelet's back-off",
+    "stop (pod deletion): SIGTERM, then SIGKILL after terminationGracePeriodSeconds (default 30 s), as the"
+    " kubelet does; no preStop hooks",
     "emptyDir (also medium: Memory) is a host directory owned by fsGroup; no sizeLimit",
+    "persistentVolumeClaim: the host directory the test binds to the claim name (claims=), kept across pods"
+    " as a bound PersistentVolume is; owned by fsGroup",
     "extra env: KAITO_INSECURE_REGISTRIES, so pulls from the test registry use plain HTTP on loopback",
     "termination message: FallbackToLogsOnError reads the last 80 log lines, at most 2048 bytes (kubelet's rule)",
 )
 #: The kubelet's tail for FallbackToLogsOnError.
 LOG_LINES, LOG_BYTES = 80, 2048
 MAX_RESTARTS = 2
+#: The kubelet's default terminationGracePeriodSeconds.
+DEFAULT_GRACE_SECONDS = 30
 
 
 def describe() -> str:
@@ -84,6 +92,8 @@ class PodRunner:
     hosts: tuple[str, ...] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
     workdir: Optional[Path] = None
+    #: claimName -> host directory: the PersistentVolumes bound to the pod's claims.
+    claims: Mapping[str, Path] = field(default_factory=dict)
     log: Callable[[str], None] = print
     _volumes: dict[str, Path] = field(default_factory=dict, init=False)
     _results: dict[str, Obj] = field(default_factory=dict, init=False)
@@ -120,8 +130,18 @@ class PodRunner:
                     if group:
                         shutil.chown(target, group=group)
                     target.chmod(mode)
+            elif "persistentVolumeClaim" in vol:
+                claim = vol["persistentVolumeClaim"]["claimName"]
+                if claim not in self.claims:
+                    raise PodFailed(f"pod {self.name}: volume {name}: claim {claim} is not bound (claims=)")
+                path.rmdir()
+                path = Path(self.claims[claim])
+                if group:
+                    shutil.chown(path, group=group)
+                path.chmod(0o2777 if group else 0o777)
             else:
-                raise PodFailed(f"pod {self.name}: volume {name}: only emptyDir, configMap and secret are supported")
+                raise PodFailed(f"pod {self.name}: volume {name}: only emptyDir, configMap, secret and"
+                                " persistentVolumeClaim are supported")
             self._volumes[name] = path
 
     # -- containers -------------------------------------------------------------------------
@@ -275,18 +295,71 @@ class PodRunner:
         while True:
             if check():
                 return time.monotonic() - start
-            state = self._state(container)
-            restarts = self._restarts.get(name, 0)
-            if "terminated" in state and self.spec.get("restartPolicy", "Always") == "Always" and restarts < MAX_RESTARTS:
-                self.log(f"[pod {self.name}] container {name} exited {state['terminated']['exitCode']}: restarting"
-                         f" (restartPolicy Always), last lines:\n{self.logs(name, 5)}")
-                self._restarts[name] = restarts + 1
-                self.start_container(name)
-                continue
-            if "terminated" in state or time.monotonic() - start > timeout:
-                why = "exited" if "terminated" in state else f"not there after {timeout:.0f}s"
-                raise PodFailed(f"pod {self.name} container {name}: {what}: {why}\n--- output ---\n{self.logs(name)}")
+            self.keep_running(name, what)
+            if time.monotonic() - start > timeout:
+                raise PodFailed(f"pod {self.name} container {name}: {what}: not there after {timeout:.0f}s"
+                                f"\n--- output ---\n{self.logs(name)}")
             time.sleep(0.1)
+
+    def keep_running(self, name: str, what: str = "it to keep running") -> None:
+        """What the kubelet does for a container that exited: restart it (restartPolicy Always, at most
+        MAX_RESTARTS times here); fail with its output once restarts are spent or not allowed."""
+        container = next(c for c in self.spec["containers"] if c["name"] == name)
+        state = self._state(container)
+        if "terminated" not in state:
+            return
+        restarts = self._restarts.get(name, 0)
+        if self.spec.get("restartPolicy", "Always") == "Always" and restarts < MAX_RESTARTS:
+            self.log(f"[pod {self.name}] container {name} exited {state['terminated']['exitCode']}: restarting"
+                     f" (restartPolicy Always), last lines:\n{self.logs(name, 5)}")
+            self._restarts[name] = restarts + 1
+            self.start_container(name)
+            return
+        raise PodFailed(f"pod {self.name} container {name}: {what}: exited\n--- output ---\n{self.logs(name)}")
+
+    def stop(self, name: str) -> float:
+        """Stop container `name` as the kubelet deletes a pod: SIGTERM, SIGKILL after the grace period.
+        Returns the seconds it took to exit."""
+        container = next(c for c in self.spec["containers"] if c["name"] == name)
+        grace = int(self.spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS))
+        self.log(f"[pod {self.name}] container {name}: stopping (SIGTERM, SIGKILL after {grace}s)")
+        start = time.monotonic()
+        _run("stop", "-t", str(grace), self.container_name(container), timeout=grace + 60)
+        return time.monotonic() - start
+
+    def kill(self, name: str) -> None:
+        """SIGKILL container `name`: what a node failure or an eviction past its grace period does."""
+        container = next(c for c in self.spec["containers"] if c["name"] == name)
+        self.log(f"[pod {self.name}] container {name}: SIGKILL")
+        _run("kill", "-s", "KILL", self.container_name(container))
+
+    def wait_exit(self, name: str, timeout: float, what: str = "") -> Obj:
+        """The terminated state of container `name` once it exits; fail with its output on the deadline."""
+        container = next(c for c in self.spec["containers"] if c["name"] == name)
+        what = what or f"container {name} to finish"
+        self.log(f"[pod {self.name}] waiting up to {timeout:.0f}s for {what}")
+        start = time.monotonic()
+        while True:
+            state = self._state(container)
+            if "terminated" in state:
+                return state["terminated"]
+            if time.monotonic() - start > timeout:
+                raise PodFailed(f"pod {self.name} container {name}: {what}: still running after {timeout:.0f}s"
+                                f"\n--- output ---\n{self.logs(name)}")
+            time.sleep(0.5)
+
+    def exec(self, name: str, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run a command inside running container `name` (as its user, with its env)."""
+        container = next(c for c in self.spec["containers"] if c["name"] == name)
+        return _run("exec", self.container_name(container), *argv, timeout=timeout, check=False)
+
+    def host_pids(self) -> set[int]:
+        """Host PIDs of every process in this pod's running containers (`podman top ... hpid`)."""
+        pids: set[int] = set()
+        for container in self.spec.get("containers") or []:
+            proc = _run("top", self.container_name(container), "hpid", check=False)
+            pids.update(int(x) for x in proc.stdout.split()[1:] if x.isdigit())
+        return pids
 
     def remove(self) -> None:
         for cname in reversed(self._started):
@@ -305,16 +378,32 @@ def adapt_serve_config(config_map: Obj, key: str, port: int) -> Obj:
     return {**config_map, "data": {**config_map["data"], key: yaml.safe_dump(cfg, sort_keys=False)}}
 
 
-def ray_node_env(free_port: Callable[[], int], ray_port: int) -> dict[str, str]:
-    """Environment for a Ray head container sharing the host network with other Ray instances."""
-    flags = [f"--port={ray_port}", f"--ray-client-server-port={free_port()}", "--num-cpus=1",
-             "--object-store-memory=100000000", f"--dashboard-agent-listen-port={free_port()}",
-             f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
-             f"--runtime-env-agent-port={free_port()}", f"--node-manager-port={free_port()}",
-             f"--object-manager-port={free_port()}"]
-    base = free_port() // 100 * 100
-    flags += [f"--min-worker-port={base}", f"--max-worker-port={base + 99}"]
-    return {"KAITO_RAY_START_ARGS": " ".join(flags), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+def ray_node_env(free_port: Callable[[], int], ray_port: Optional[int] = None) -> dict[str, str]:
+    """Environment for a Ray node container sharing the host network with other Ray instances:
+    the head when `ray_port` (its GCS port) is given, else a worker.
+
+    Ray 2.60 takes a node's IP from `--node-ip-address`, but rewrites a loopback value there to the
+    machine's address when multi-node is enabled (services.resolve_ip_for_localhost), and its gRPC
+    servers listen on every interface unless the node IP is 127.0.0.1. So: the head runs with
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which makes its node IP 127.0.0.1; a worker needs =1 (else
+    `ray start --address` refuses to join) and no --node-ip-address: it takes the source address of
+    its route to the head, 127.0.0.1, because the Service name resolves there (--add-host). The
+    head's autoscaler and dashboard metrics servers have fixed ports (44217, 44227) that only these
+    environment variables move."""
+    named = {"dashboard-agent-listen-port": free_port(), "dashboard-agent-grpc-port": free_port(),
+             "metrics-export-port": free_port(), "runtime-env-agent-port": free_port(),
+             "node-manager-port": free_port(), "object-manager-port": free_port()}
+    env = {}
+    if ray_port is not None:
+        named.update({"port": ray_port, "ray-client-server-port": free_port()})
+        env = {"AUTOSCALER_METRIC_PORT": str(free_port()), "DASHBOARD_METRIC_PORT": str(free_port())}
+    taken = {*named.values(), *map(int, env.values())}
+    # Ray refuses a worker port range that holds one of the node's other ports.
+    base = next(b for b in (free_port() // 100 * 100 for _ in range(100)) if not taken & set(range(b, b + 100)))
+    flags = ["--num-cpus=1", "--object-store-memory=100000000", *(f"--{k}={v}" for k, v in named.items()),
+             f"--min-worker-port={base}", f"--max-worker-port={base + 99}"]
+    cluster = "1" if ray_port is None else "0"
+    return {"KAITO_RAY_START_ARGS": " ".join(flags), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": cluster, **env}
 
 
 def _data(obj: Obj) -> dict[str, bytes]:
