@@ -11,14 +11,15 @@ from pathlib import Path
 
 import yaml
 
-from hooks.lifecycle import make_world
-from hooks.settings import CLAIM_APIS, Settings
+from contract.serveconfig import SERVE_CONFIG_KEY
+from hooks.tools.emulated import make_world
+from hooks.core.settings import CLAIM_APIS, Settings
 from tests.e2e.conftest import ROOT, RUNTIME_REF
 from tests.support.pods import Objects, PodRunner, adapt_serve_config, ray_node_env
 from tests.support.registry import _free_port
 
 NAMESPACE = "default"
-CONFIG_KEY = "serve_config.yaml"
+
 
 
 def hook_world(hook_pod):
@@ -57,7 +58,7 @@ def head_pod(world, name: str, runtime_image: str, registry_host: str, workdir: 
     head = get(world, "apps/v1", "Deployment", name)
     svc = get(world, "v1", "Service", name)
     ports = {p["name"]: p["targetPort"] for p in svc["spec"]["ports"]}
-    config = adapt_serve_config(get(world, "v1", "ConfigMap", name), CONFIG_KEY, http_port)
+    config = adapt_serve_config(get(world, "v1", "ConfigMap", name), SERVE_CONFIG_KEY, http_port)
     port_map = {ports["http"]: http_port}
     if "ray-gcs" in ports:
         port_map[ports["ray-gcs"]] = ray_port
