@@ -65,11 +65,14 @@ class Engine:
 
     @classmethod
     def from_loaded(cls, loaded, *, kv_cache_bytes: int | None = None, prefix_cache: bool = True,
-                    prefix_min_tokens: int = PREFIX_MIN_TOKENS, **kw) -> "Engine":
+                    prefix_min_tokens: int = PREFIX_MIN_TOKENS, compile_decode: bool = False,
+                    compile_options: dict | None = None, **kw) -> "Engine":
         """Build an engine over a `loading.LoadedModel` with the torch batch runner.
 
         The KV budget is `kv_cache_bytes`, or a share of the memory left after loading
-        (serving/kvbudget.py); the prefix cache gets its fixed share of it.
+        (serving/kvbudget.py); the prefix cache gets its fixed share of it. `compile_decode`:
+        static-shape decode steps under torch.compile (serving/runner.py; `compile_options`
+        replace its per-device settings).
         """
         from . import kvbudget
         from .prefixcache import PrefixCache
@@ -80,7 +83,8 @@ class Engine:
         budget = kvbudget.plan(loaded.model.config, dtype.itemsize, loaded.device, kv_cache_bytes)
         prefixes = PrefixCache(budget.prefix_bytes, prefix_min_tokens) if prefix_cache else None
         runner = BatchRunner(loaded.model, pad_token_id=tok.pad_token_id, device=loaded.device,
-                             adapter_names=loaded.peft_adapter_map(), prefix_cache=prefixes)
+                             adapter_names=loaded.peft_adapter_map(), prefix_cache=prefixes,
+                             compile_decode=compile_decode, compile_options=compile_options)
         kw.setdefault("prefill_chunk", PREFILL_CHUNK["cuda" if str(loaded.device).startswith("cuda") else "cpu"])
         kw.setdefault("kv_tokens", budget.tokens)
         eos = _eos_ids(loaded)

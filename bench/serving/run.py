@@ -156,16 +156,19 @@ class RayTarget:
         ray_local.stop()
 
 
-def target(name: str, model_dir: Path, port: int, threads: int | None, max_batch: int):
-    """threads=None: our servers as shipped (their default threads), the baseline on every core."""
+def target(name: str, model_dir: Path, port: int, threads: int | None, max_batch: int, engine_args: dict):
+    """threads=None: our servers as shipped (their default threads), the baseline on every core.
+    engine_args: serving settings for our two servers (unset ones keep their defaults)."""
     pinned = ["--num-threads", str(threads)] if threads else []
     if name == "ray":
-        args = {"model": str(model_dir), "served_model_name": "bench", "max_batch_size": max_batch, "max_queue": 1024}
+        args = {"model": str(model_dir), "served_model_name": "bench", "max_batch_size": max_batch, "max_queue": 1024,
+                **engine_args}
         return RayTarget({**args, "num_threads": threads} if threads else args, port)
     if name == "inproc":
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in engine_args.items()]
         return Subprocess([sys.executable, "-m", "serving.inprocess", "--model", str(model_dir), "--served-model-name",
                            "bench", "--port", str(port), "--max-batch-size", str(max_batch), "--max-queue", "1024",
-                           *pinned])
+                           *pinned, *flags])
     return Subprocess([sys.executable, str(ROOT / "bench" / "serving" / "baseline_server.py"), "--model",
                        str(model_dir), "--port", str(port),
                        "--num-threads", str(threads or os.cpu_count() or 1)])
@@ -228,7 +231,8 @@ def cpu_sweep(a) -> dict:
     n_params = L * (4 * h * h + 3 * h * i) + 2 * v * h
     prompts = make_prompts(model_dir, 64, a.input_len, a.seed)
     results: dict = {"model": {"architecture": "llama", **MODEL_SHAPE, "parameters": n_params},
-                     "input_len": a.input_len, "output_len": a.output_len, "threads": a.threads, "targets": {}}
+                     "input_len": a.input_len, "output_len": a.output_len, "threads": a.threads,
+                     "stream_interval_ms": a.stream_interval_ms, "prefill_chunk": a.prefill_chunk, "targets": {}}
     for name in a.targets:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -236,7 +240,9 @@ def cpu_sweep(a) -> dict:
         if name == "generate":
             results["targets"][name] = generate_anchor(model_dir, prompts, a.concurrency, a)
             continue
-        with target(name, model_dir, port, a.threads, max(a.concurrency)):
+        engine_args = {k: v for k, v in (("stream_interval_ms", a.stream_interval_ms),
+                                         ("prefill_chunk", a.prefill_chunk)) if v is not None}
+        with target(name, model_dir, port, a.threads, max(a.concurrency), engine_args):
             wait_healthy(base)
             asyncio.run(sweep_level(base, "bench", prompts, 2, 2, 4))  # warm-up
             rows = []
@@ -450,6 +456,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="pin every target to N torch threads (default: as shipped; baselines on every core)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stream-interval-ms", type=float, default=None, help="ray/inproc: default as shipped")
+    p.add_argument("--prefill-chunk", type=int, default=None, help="ray/inproc: default as shipped (0 = whole)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--scenario", choices=["sweep", "long-join", "prefix"], default="sweep")
     p.add_argument("--chunks", type=int, nargs="+", default=[0, 128, 256, 512],
