@@ -76,6 +76,14 @@ class GrowableLayer(DynamicLayer):
             self._k = _with_capacity(self._k, self._len, cap, self.zero_spare)
             self._v = _with_capacity(self._v, self._len, cap, self.zero_spare)
 
+    @property
+    def capacity(self) -> int:
+        return self._k.shape[-2]
+
+    def filled(self, length: int) -> None:
+        """Static decode: the step wrote through `write_at`; the first `length` positions are filled."""
+        self._len = length
+
     def set_buffers(self, k: torch.Tensor, v: torch.Tensor, length: int) -> None:
         """Adopt buffers whose first `length` positions are filled (the rest is spare capacity)."""
         self._k, self._v, self._len = k, v, length

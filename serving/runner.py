@@ -139,8 +139,7 @@ class BatchRunner:
         col = mask.shape[1] - 1  # this step's column (the mask already has it)
         for layer in layers:
             layer.reserve(1)
-        cap = layers[0]._k.shape[-2]
-        full = torch.zeros((mask.shape[0], 1, 1, cap), dtype=torch.bool, device=self.device)
+        full = torch.zeros((mask.shape[0], 1, 1, layers[0].capacity), dtype=torch.bool, device=self.device)
         full[:, 0, 0, :col + 1] = mask.bool()
         at = torch.tensor([col], device=self.device)
         for layer in layers:
@@ -151,7 +150,7 @@ class BatchRunner:
             for layer in layers:
                 layer.write_at = None
         for layer in layers:
-            layer._len = col + 1
+            layer.filled(col + 1)
         return out
 
     def _prefill(self, joining: list[Sequence]) -> torch.Tensor:

@@ -436,6 +436,52 @@ def prefix_reuse(a) -> dict:
     return row
 
 
+def engine_vs_generate(a) -> dict:
+    """In-process, no HTTP: the engine on c concurrent requests vs `generate` on the same static
+    batch, alternating for --rounds rounds (the sweep's model and prompts; py-spy-able)."""
+    import torch
+
+    from serving.engine import Engine
+    from serving.loading import load_model
+    from serving.scheduler import SamplingParams
+    from tinymodel import build_tiny_model
+
+    threads = a.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    model_dir = build_tiny_model(Path(tempfile.mkdtemp(prefix="kaito-bench-")) / "model", architecture="llama",
+                                 seed=0, **MODEL_SHAPE)
+    prompts = make_prompts(model_dir, 64, a.input_len, a.seed)
+    lm = load_model(str(model_dir))
+    engine = Engine.from_loaded(lm, max_running=max(a.concurrency), max_queue=1024)
+    gen = generate_anchor(model_dir, prompts, a, threads)
+    params = SamplingParams(max_tokens=a.output_len, temperature=0.0, ignore_eos=True)
+
+    def ours(c: int) -> float:
+        async def one(text):
+            n = 0
+            async for d in await engine.generate(lm.tokenizer(text)["input_ids"], params):
+                n = d.completion_tokens
+            return n
+
+        async def main():
+            return await asyncio.gather(*[one(prompts[j % len(prompts)]) for j in range(c)])
+        start = time.perf_counter()
+        return sum(asyncio.run(main())) / (time.perf_counter() - start)
+
+    ours(2)
+    out = {}
+    for c in a.concurrency:
+        ratios = []
+        for r in range(a.rounds):
+            e, g = ours(c), gen(c)["output_tokens_per_s"]
+            ratios.append(e / g)
+            print(f"   c={c:<3} round {r}: engine {e:7.1f} tok/s  generate {g:7.1f} tok/s  {e / g:5.2f}x  "
+                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+        out[str(c)] = {"ratios": ratios, "median": statistics.median(ratios)}
+    engine.shutdown()
+    return out
+
+
 # -- GPU path ---------------------------------------------------------------------------------------
 
 PHI3_MINI = dict(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
@@ -523,7 +569,8 @@ def main() -> None:
     p.add_argument("--stream-interval-ms", type=float, default=None, help="ray/inproc: default as shipped")
     p.add_argument("--prefill-chunk", type=int, default=None, help="ray/inproc: default as shipped (0 = whole)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--scenario", choices=["sweep", "long-join", "prefix"], default="sweep")
+    p.add_argument("--scenario", choices=["sweep", "long-join", "prefix", "engine"], default="sweep",
+                   help="engine: in-process engine vs generate on the same batch, no HTTP")
     p.add_argument("--chunks", type=int, nargs="+", default=[0, 32, 256],
                    help="long-join: prefill chunk sizes to compare (0 = whole prompt), no per-row pace")
     p.add_argument("--paces", type=float, nargs="*", default=[2.0],
@@ -542,7 +589,8 @@ def main() -> None:
     if a.device == "cuda":
         res = {"gpu": gpu_bench(a)}
     elif a.scenario != "sweep":
-        res = {a.scenario: (long_join if a.scenario == "long-join" else prefix_reuse)(a)}
+        run = {"long-join": long_join, "prefix": prefix_reuse, "engine": engine_vs_generate}[a.scenario]
+        res = {a.scenario: run(a)}
         out = RESULTS.with_name(f"serving-{a.scenario}.json")
     else:
         res = cpu_sweep(a)
