@@ -75,7 +75,7 @@ class ServeArgs(BaseModel):
     max_batch_size: int = Field(default=32, ge=1, description="running sequences per replica")
     max_queue: int = Field(default=128, ge=0, description="waiting sequences per replica before 429")
     max_model_len: int | None = Field(default=None, ge=16)
-    num_threads: int | None = Field(default=None, ge=1, description="torch threads per replica; default: this machine's cores / num_replicas")
+    num_threads: int | None = Field(default=None, ge=1, description="torch threads per replica; default: this machine's cores / num_replicas, less one, at least 1 (serving.service.default_threads)")
     autoscaling: dict[str, Any] | None = Field(default=None, description="Ray Serve autoscaling_config")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     prefill_chunk: int | None = Field(default=None, ge=0, description=(

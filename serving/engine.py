@@ -20,12 +20,15 @@ from .scheduler import SamplingParams, Scheduler, Sequence, Step
 
 log = logging.getLogger(__name__)
 
-# Prompt tokens prefilled per step while other streams decode. CPU: measured with
-# `bench/serving/run.py --scenario long-join` and the HTTP sweep (docs/serving.md): 32 keeps a
-# long joiner's p99 stall within 3x, but sends every prompt over 32 tokens through the one-at-a-time
-# chunked path and cost c16 throughput; 256 keeps the worst stall under 10x. GPU: not measured; a
-# decode step is memory-bound there, so a larger chunk rides along almost free.
+# Prompt tokens prefilled per step while other streams decode (`bench/serving/run.py --scenario
+# long-join` and the HTTP sweep, docs/serving.md): prompts up to this long join whole, so a burst
+# of ordinary prompts joins in one step; a longer one is chunked. GPU: not measured; a decode step
+# is memory-bound there, so a larger chunk rides along almost free.
 PREFILL_CHUNK = {"cpu": 256, "cuda": 512}
+# ...and a chunked prompt's share per step, per decoding row (scheduler.partial_per_row): on a CPU
+# a prompt token costs about what a decode row does, so 1.5 per row kept a 1,500-token joiner's
+# p99 stall of 15 streams at 2.3x their p50 (2 per row: 5.8x; unpaced 256: 8.4x). GPU: unpaced.
+PARTIAL_PER_ROW = {"cpu": 1.5, "cuda": None}
 PREFIX_MIN_TOKENS = 128  # prompts at least this long leave their KV in the prefix cache
 
 
@@ -49,13 +52,14 @@ class Engine:
                  decode: Callable, eos_token_ids, context_length: int, max_running: int = 16,
                  max_queue: int = 64, on_step: Callable[[EngineStats], None] | None = None,
                  decode_batch: Callable | None = None, prefill_chunk: int | None = None,
-                 kv_tokens: int | None = None):
+                 kv_tokens: int | None = None, partial_per_row: float | None = None):
         self._step, self._release = step, release
         self.context_length = context_length
         self.kv_tokens = kv_tokens
         self.scheduler = Scheduler(max_running=max_running, max_queue=max_queue,
                                    context_length=context_length, eos_token_ids=eos_token_ids, decode=decode,
-                                   decode_batch=decode_batch, prefill_chunk=prefill_chunk, kv_tokens=kv_tokens)
+                                   decode_batch=decode_batch, prefill_chunk=prefill_chunk, kv_tokens=kv_tokens,
+                                   partial_per_row=partial_per_row)
         self._lock = threading.Condition()
         self._sinks: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
         self._pending: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue, Delta, Sequence]] = []
@@ -67,11 +71,14 @@ class Engine:
 
     @classmethod
     def from_loaded(cls, loaded, *, kv_cache_bytes: int | None = None, prefix_cache: bool = True,
-                    prefix_min_tokens: int = PREFIX_MIN_TOKENS, **kw) -> "Engine":
+                    prefix_min_tokens: int = PREFIX_MIN_TOKENS, compile_decode: bool = False,
+                    compile_options: dict | None = None, **kw) -> "Engine":
         """Build an engine over a `loading.LoadedModel` with the torch batch runner.
 
         The KV budget is `kv_cache_bytes`, or a share of the memory left after loading
-        (serving/kvbudget.py); the prefix cache gets its fixed share of it.
+        (serving/kvbudget.py); the prefix cache gets its fixed share of it. `compile_decode`:
+        static-shape decode steps under torch.compile (serving/runner.py; `compile_options`
+        replace its per-device settings).
         """
         from . import kvbudget
         from .prefixcache import PrefixCache
@@ -82,8 +89,11 @@ class Engine:
         budget = kvbudget.plan(loaded.model.config, dtype.itemsize, loaded.device, kv_cache_bytes)
         prefixes = PrefixCache(budget.prefix_bytes, prefix_min_tokens) if prefix_cache else None
         runner = BatchRunner(loaded.model, pad_token_id=tok.pad_token_id, device=loaded.device,
-                             prefix_cache=prefixes)  # adapters attach at runtime (serving/adapters.py)
-        kw.setdefault("prefill_chunk", PREFILL_CHUNK["cuda" if str(loaded.device).startswith("cuda") else "cpu"])
+                             prefix_cache=prefixes,  # adapters attach at runtime (serving/adapters.py)
+                             compile_decode=compile_decode, compile_options=compile_options)
+        kind = "cuda" if str(loaded.device).startswith("cuda") else "cpu"
+        kw.setdefault("prefill_chunk", PREFILL_CHUNK[kind])
+        kw.setdefault("partial_per_row", PARTIAL_PER_ROW[kind])
         kw.setdefault("kv_tokens", budget.tokens)
         eos = _eos_ids(loaded)
         engine = cls(step=runner.step, release=runner.release, eos_token_ids=eos,

@@ -6,6 +6,13 @@ spare capacity along the sequence axis and writes new keys in place; `keys`/`val
 the filled part, so the runner's join/leave code (which assigns whole tensors) keeps working.
 `limit` (set by the runner: the longest row's prompt + max_tokens) caps the spare capacity, so the
 cache never outgrows what the engine's KV budget reserved for it.
+
+Static decode (the runner's `compile_decode`): `write_at`, a one-element position tensor set by the
+runner for one step, makes `update` write there with `index_copy_` and return the whole buffers, so
+a decode step has the same shapes (batch x capacity) step after step and a compiled graph (CUDA
+graphs under torch.compile's reduce-overhead) is reused until a join, a leave or a growth. Spare
+capacity is then zeroed: the runner's mask hides it, but masked garbage could be NaN, and a zero
+attention weight times NaN is NaN.
 """
 from __future__ import annotations
 
@@ -15,11 +22,14 @@ from transformers.cache_utils import DynamicLayer
 
 
 class GrowableLayer(DynamicLayer):
+    zero_spare = False  # static decode: spare capacity is attended over (masked), so zeros
+
     def __init__(self, **kwargs):
         self._k: torch.Tensor | None = None
         self._v: torch.Tensor | None = None
         self._len = 0
         self.limit: int | None = None
+        self.write_at: torch.Tensor | None = None  # static decode: the column this step writes
         super().__init__(**kwargs)
 
     # keys/values: views of the filled part; assigning replaces the buffers (capacity = content)
@@ -41,22 +51,38 @@ class GrowableLayer(DynamicLayer):
         self._v = t
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if self.write_at is not None:  # no Python ints read here: a compiled step must not specialize on them
+            self._k.index_copy_(2, self.write_at, key_states)
+            self._v.index_copy_(2, self.write_at, value_states)
+            return self._k, self._v
         if not self.is_initialized or self._k is None or self._k.dim() < 4:
             self.lazy_initialization(key_states, value_states)
             self._k, self._v, self._len = key_states, value_states, key_states.shape[-2]
             self.is_initialized = True
             return self.keys, self.values
         n = key_states.shape[-2]
-        if self._len + n > self._k.shape[-2]:
-            cap = max(2 * (self._len + n), 64)
-            if self.limit is not None:
-                cap = max(self._len + n, min(cap, self.limit))
-            self._k = _with_capacity(self._k, self._len, cap)
-            self._v = _with_capacity(self._v, self._len, cap)
+        self.reserve(n)
         self._k[:, :, self._len:self._len + n] = key_states
         self._v[:, :, self._len:self._len + n] = value_states
         self._len += n
         return self.keys, self.values
+
+    def reserve(self, n: int) -> None:
+        """Make room for n more positions (doubling, capped at `limit`)."""
+        if self._len + n > self._k.shape[-2]:
+            cap = max(2 * (self._len + n), 64)
+            if self.limit is not None:
+                cap = max(self._len + n, min(cap, self.limit))
+            self._k = _with_capacity(self._k, self._len, cap, self.zero_spare)
+            self._v = _with_capacity(self._v, self._len, cap, self.zero_spare)
+
+    @property
+    def capacity(self) -> int:
+        return self._k.shape[-2]
+
+    def filled(self, length: int) -> None:
+        """Static decode: the step wrote through `write_at`; the first `length` positions are filled."""
+        self._len = length
 
     def set_buffers(self, k: torch.Tensor, v: torch.Tensor, length: int) -> None:
         """Adopt buffers whose first `length` positions are filled (the rest is spare capacity)."""
@@ -70,15 +96,17 @@ class GrowableLayer(DynamicLayer):
         return sum(t.numel() * t.element_size() for t in (self._k, self._v) if t is not None)
 
 
-def _with_capacity(t: torch.Tensor, filled: int, cap: int) -> torch.Tensor:
+def _with_capacity(t: torch.Tensor, filled: int, cap: int, zero_spare: bool = False) -> torch.Tensor:
     shape = list(t.shape)
     shape[-2] = cap
     out = t.new_empty(shape)
     out[:, :, :filled] = t[:, :, :filled]
+    if zero_spare:
+        out[:, :, filled:].zero_()
     return out
 
 
-def stack_right_aligned(parts: list[torch.Tensor], width: int, cap: int) -> torch.Tensor:
+def stack_right_aligned(parts: list[torch.Tensor], width: int, cap: int, zero_spare: bool = False) -> torch.Tensor:
     """Rows of every part ([B, H, T, D]) in one [sum B, H, cap, D] buffer, each part's T positions
     ending at column `width`, zeros to their left: one copy, where left-padding each part and then
     concatenating would copy everything twice and the next append a third time."""
@@ -91,10 +119,16 @@ def stack_right_aligned(parts: list[torch.Tensor], width: int, cap: int) -> torc
         out[row:row + n, :, :width - t].zero_()
         out[row:row + n, :, width - t:width] = p
         row += n
+    if zero_spare:
+        out[:, :, width:].zero_()
     return out
 
 
-def growable_cache() -> DynamicCache:
+class StaticDecodeLayer(GrowableLayer):
+    zero_spare = True
+
+
+def growable_cache(static_decode: bool = False) -> DynamicCache:
     cache = DynamicCache()
-    cache.layer_class_to_replicate = GrowableLayer
+    cache.layer_class_to_replicate = StaticDecodeLayer if static_decode else GrowableLayer
     return cache

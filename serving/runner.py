@@ -15,6 +15,11 @@ A long prompt (the scheduler's `partial`) is prefilled alone, chunk by chunk, in
 between decode steps of the batch, and merged like a joiner once its last chunk ran. A prompt whose
 prefix is in the `PrefixCache` (same adapter) starts from a copy of that KV and computes only the
 rest. Both run the model on position ids and a cache exactly as one whole prefill would.
+
+`compile_decode` (off by default; meant for GPUs): decode steps attend over each lane's whole
+buffer (a boolean 4-D mask hides the spare columns) and write the new column in place, so a step's
+shapes stay the same until a join, a leave or a growth, and `torch.compile` (reduce-overhead: CUDA
+graphs) reuses one graph per (rows, capacity). Prefill and adapter batches stay eager.
 """
 from __future__ import annotations
 
@@ -32,7 +37,8 @@ from .scheduler import Sequence, Step
 class BatchRunner:
     def __init__(self, model, *, pad_token_id: int, device: str | torch.device = "cpu",
                  adapter_names: dict[str | None, str] | None = None, default_seed: int = 0,
-                 prefix_cache: PrefixCache | None = None):
+                 prefix_cache: PrefixCache | None = None, compile_decode: bool = False,
+                 compile_options: dict | None = None):
         self.model = model
         self.device = torch.device(device)
         self.pad = pad_token_id
@@ -43,6 +49,13 @@ class BatchRunner:
         self._default_gen = torch.Generator(device="cpu").manual_seed(default_seed)
         self.prefixes = prefix_cache
         self.partial: tuple[int, DynamicCache] | None = None  # (sequence id, its cache so far)
+        # peft's mixed-adapter batches group rows in Python per step: those stay eager
+        self.static_decode = compile_decode and adapter_names is None
+        self._decode_forward = None
+        if self.static_decode:
+            opts = COMPILE_OPTIONS["cuda" if self.device.type == "cuda" else "cpu"] if compile_options is None \
+                else compile_options
+            self._decode_forward = torch.compile(self._plain_forward, **opts)
 
     # -- public ----------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -102,6 +115,9 @@ class BatchRunner:
                          use_cache=True, logits_to_keep=1, **self._adapter_kwargs(seqs))
         return out.logits[:, -1, :]
 
+    def _plain_forward(self, ids, mask, pos, cache):
+        return self._forward(ids, mask, pos, cache, ())
+
     def _decode(self, running: list[Sequence]) -> tuple[list[Sequence], list[torch.Tensor]]:
         by_id = {s.id: s for s in running}
         assert sorted(by_id) == sorted(i for lane in self.lanes for i in lane.rows), "scheduler and cache out of sync"
@@ -110,9 +126,32 @@ class BatchRunner:
             rows = [by_id[i] for i in lane.rows]
             ids = torch.tensor([[s.output_ids[-1]] for s in rows], device=self.device)
             mask, pos = lane.advance(max(s.reserved for s in rows))
-            logits.append(self._forward(ids, mask, pos, lane.cache, rows))
+            if self.static_decode:
+                logits.append(self._static_step(lane, ids, mask, pos))
+            else:
+                logits.append(self._forward(ids, mask, pos, lane.cache, rows))
             seqs += rows
         return seqs, logits
+
+    def _static_step(self, lane: "Lane", ids, mask, pos) -> torch.Tensor:
+        """One decode step over the lane's whole buffers: the same shapes until the lane changes."""
+        layers = lane.cache.layers
+        col = mask.shape[1] - 1  # this step's column (the mask already has it)
+        for layer in layers:
+            layer.reserve(1)
+        full = torch.zeros((mask.shape[0], 1, 1, layers[0].capacity), dtype=torch.bool, device=self.device)
+        full[:, 0, 0, :col + 1] = mask.bool()
+        at = torch.tensor([col], device=self.device)
+        for layer in layers:
+            layer.write_at = at
+        try:
+            out = self._decode_forward(ids, full, pos, lane.cache)
+        finally:
+            for layer in layers:
+                layer.write_at = None
+        for layer in layers:
+            layer.filled(col + 1)
+        return out
 
     def _prefill(self, joining: list[Sequence]) -> torch.Tensor:
         """Prefill whole prompts: the ones with a cached prefix alone from it, the rest batched."""
@@ -142,7 +181,7 @@ class BatchRunner:
             mask[r, width - lens[r]:] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = growable_cache()
+        cache = growable_cache(self.static_decode)
         logits = self._forward(ids, mask, pos, cache, joining)
         for r, s in enumerate(joining):
             s.num_computed = lens[r]
@@ -178,7 +217,7 @@ class BatchRunner:
         return logits
 
     def _seeded_cache(self, s: Sequence, prefix) -> DynamicCache:
-        cache = growable_cache()
+        cache = growable_cache(self.static_decode)
         s.num_computed = 0
         if prefix is not None:
             for i, (k, v) in enumerate(prefix.layers):  # a copy: the batch writes into its cache
@@ -212,6 +251,12 @@ class BatchRunner:
         else:
             self.lanes.append(Lane(cache, mask, next_pos, seqs))
 
+
+# torch.compile settings of the static decode step. GPU: CUDA graphs (recorded once per (rows,
+# capacity) and replayed while the lane keeps that shape). CPU: inductor's C++ kernels, slow to
+# compile (about 100 s for the tests' tiny model on 2 busy cores). Shapes become dynamic after the
+# first recompile (torch.compile's default).
+COMPILE_OPTIONS = {"cuda": {"mode": "reduce-overhead"}, "cpu": {}}
 
 # Separate left-padded batches by width: one more forward per lane per step (cheap against a
 # batch that attends over, and copies, another row's 1,500 positions of padding).
@@ -253,8 +298,9 @@ class Lane:
         width = max(self.width, mask.shape[1])
         cap = max(width + 1, min(self.limit, 2 * width))  # room for the next decode steps, in the same copy
         for old, new in zip(self.cache.layers, cache.layers):
-            old.set_buffers(stack_right_aligned([old.keys, new.keys], width, cap),
-                            stack_right_aligned([old.values, new.values], width, cap), width)
+            z = old.zero_spare
+            old.set_buffers(stack_right_aligned([old.keys, new.keys], width, cap, z),
+                            stack_right_aligned([old.values, new.values], width, cap, z), width)
         self.mask = torch.cat([_lpad(self.mask, width), _lpad(mask, width)])
         self.next_pos = torch.cat([self.next_pos, next_pos])
         self.rows += [s.id for s in seqs]

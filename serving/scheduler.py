@@ -11,6 +11,10 @@ per step, and a prompt longer than that does not join whole. It becomes the
 step's `partial` sequence and gets up to `prefill_chunk` prompt tokens per step (the runner
 advances `Sequence.num_computed`, and may skip ahead when it holds the prompt's prefix), so the
 running batch keeps decoding between chunks; it joins the batch with its first token.
+With `partial_per_row` set, the partial's chunk is also held to that many tokens per decoding row
+(at least `PARTIAL_MIN` tokens): a step that decodes R rows costs about R rows of work on a CPU, so
+a chunk of 1.5R tokens keeps that step within about 3x of a plain one, while short prompts still
+join whole within `prefill_chunk` (docs/serving.md, "Chunked prefill", has the sweep).
 
 KV budget: `kv_tokens` is how many token positions of KV cache fit in the byte budget. The runner
 keeps one left-padded cache whose width never exceeds its rows' longest `prompt + max_tokens`, so
@@ -27,6 +31,9 @@ from typing import Callable, Sequence as Seq
 from .errors import Overloaded
 
 Decode = Callable[[Seq[int]], str]
+
+
+PARTIAL_MIN = 16  # the partial's chunk never drops below this: a long prompt must make progress
 
 
 @dataclass(frozen=True)
@@ -101,13 +108,15 @@ class Scheduler:
     def __init__(self, *, max_running: int, max_queue: int, context_length: int,
                  eos_token_ids: Seq[int], decode: Decode, retry_after: int = 1,
                  decode_batch: Callable[[list[list[int]]], list[str]] | None = None,
-                 prefill_chunk: int | None = None, kv_tokens: int | None = None):
+                 prefill_chunk: int | None = None, kv_tokens: int | None = None,
+                 partial_per_row: float | None = None):
         if max_running < 1 or max_queue < 0:
             raise ValueError(f"max_running ({max_running}) must be >= 1 and max_queue ({max_queue}) >= 0")
         if prefill_chunk is not None and prefill_chunk < 1:
             raise ValueError(f"prefill_chunk ({prefill_chunk}) must be >= 1 or None (no chunking)")
         self.max_running = max_running
         self.prefill_chunk = prefill_chunk  # None: every prompt is prefilled whole
+        self.partial_per_row = partial_per_row  # None: the partial gets the whole chunk budget
         self.kv_tokens = kv_tokens  # None: no KV budget beyond max_running x context
         self.partial: Sequence | None = None
         self.max_queue = max_queue
@@ -181,8 +190,9 @@ class Scheduler:
         budget = chunk if chunk is not None and (running or self.partial) else float("inf")
         rows = running + ([self.partial] if self.partial else [])
         partial_tokens = 0
+        pace = self._partial_pace(len(running))
         if self.partial is not None:
-            partial_tokens = min(budget, len(self.partial.prompt_ids) - self.partial.num_computed)
+            partial_tokens = min(budget, pace, len(self.partial.prompt_ids) - self.partial.num_computed)
             budget -= partial_tokens
         while self.waiting and len(rows) < self.max_running:
             s = self.waiting[0]
@@ -194,12 +204,19 @@ class Scheduler:
                 budget -= need
             elif self.partial is None and budget >= 1:
                 self.partial = self.waiting.popleft()  # prefilled by chunks from this step on
-                partial_tokens, budget = budget, 0
+                partial_tokens = min(budget, pace)
+                budget -= partial_tokens
             else:
                 break
             rows.append(s)
         self.running = running + joining
         return Step(joining=joining, running=running, partial=self.partial, partial_tokens=int(partial_tokens))
+
+    def _partial_pace(self, decoding: int) -> float:
+        """Most prompt tokens the partial sequence gets this step, with `decoding` rows decoding."""
+        if self.partial_per_row is None or not decoding:
+            return float("inf")
+        return max(PARTIAL_MIN, int(self.partial_per_row * decoding))
 
     def on_tokens(self, tokens: dict[int, int]) -> list[Sequence]:
         """Append each sequence's new token; return the sequences that finished (and left)."""

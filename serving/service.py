@@ -260,9 +260,12 @@ class Service:
 
 
 def default_threads(replicas: int = 1) -> int:
-    """Torch threads for one replica: the cores this process may use, shared by the replicas."""
+    """Torch threads for one replica: its share of the cores this process may use, less one core
+    for the replica's event loop, HTTP and Serve proxy. torch's OpenMP workers spin while they wait,
+    so a thread per core starves those: on the 2-core build machine 2 threads served 0.5-0.7x
+    the tokens/s of 1 (docs/serving.md, "Threads")."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return max(1, cores // max(1, replicas))
+    return max(1, cores // max(1, replicas) - 1)

@@ -7,7 +7,10 @@
                shape (no HTTP): at c=1 the batch-1 anchor, at c=16/64 the static-batching anchor
 
 By default every target runs as shipped: our servers with their default threads (`kaito up`'s
-defaults), the baselines with every core of this machine; `--threads N` pins all of them to N.
+defaults), the baselines with every core of this machine; `--threads N` pins all of them to N, and
+`NAME@N` pins one target (`--targets inproc@1 inproc@2`). On a shared machine use `--rounds R`:
+every target is up at once and each level runs R rounds alternating between targets; the table
+gives the median of the per-round ratios (each round's load average is in the JSON).
 
 All three serve the same random Llama (~27M parameters: hidden 512, 8 layers) built with
 tinymodel, so compute matters on a CPU. Prompts are random token strings from a fixed seed; every
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -156,32 +160,36 @@ class RayTarget:
         ray_local.stop()
 
 
-def target(name: str, model_dir: Path, port: int, threads: int | None, max_batch: int):
-    """threads=None: our servers as shipped (their default threads), the baseline on every core."""
+def target(name: str, model_dir: Path, port: int, threads: int | None, max_batch: int, engine_args: dict):
+    """threads=None: our servers as shipped (their default threads), the baseline on every core.
+    engine_args: serving settings for our two servers (unset ones keep their defaults)."""
     pinned = ["--num-threads", str(threads)] if threads else []
     if name == "ray":
-        args = {"model": str(model_dir), "served_model_name": "bench", "max_batch_size": max_batch, "max_queue": 1024}
+        args = {"model": str(model_dir), "served_model_name": "bench", "max_batch_size": max_batch, "max_queue": 1024,
+                **engine_args}
         return RayTarget({**args, "num_threads": threads} if threads else args, port)
     if name == "inproc":
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in engine_args.items()]
         return Subprocess([sys.executable, "-m", "serving.inprocess", "--model", str(model_dir), "--served-model-name",
                            "bench", "--port", str(port), "--max-batch-size", str(max_batch), "--max-queue", "1024",
-                           *pinned])
+                           *pinned, *flags])
     return Subprocess([sys.executable, str(ROOT / "bench" / "serving" / "baseline_server.py"), "--model",
                        str(model_dir), "--port", str(port),
                        "--num-threads", str(threads or os.cpu_count() or 1)])
 
 
-def generate_anchor(model_dir: Path, prompts: list[str], levels: list[int], a) -> list[dict]:
-    """Plain `model.generate` on static batches of c prompts (the same requests a level sends)."""
+def generate_anchor(model_dir: Path, prompts: list[str], a, threads: int | None):
+    """Plain `model.generate` on static batches of c prompts (the same requests a level sends):
+    returns a function of c that runs one level and gives its row."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch.set_num_threads(a.threads or os.cpu_count() or 1)
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.padding_side = "left"
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    n_threads = threads or os.cpu_count() or 1
 
     def batch(k: int, c: int):
         ps = [prompts[(k + j) % len(prompts)] for j in range(c)]
@@ -191,18 +199,19 @@ def generate_anchor(model_dir: Path, prompts: list[str], levels: list[int], a) -
                                  pad_token_id=tok.pad_token_id)
         return c * (out.shape[1] - enc["input_ids"].shape[1])
 
-    batch(0, 2)  # warm-up
-    rows = []
-    for c in levels:
+    def level(c: int) -> dict:
+        torch.set_num_threads(n_threads)
         n = max(a.min_requests, c * a.requests_per_slot)
         start, tokens = time.perf_counter(), 0
         for k in range(0, n, c):
             tokens += batch(k, c)
         duration = time.perf_counter() - start
-        rows.append({"concurrency": c, "requests": n, "errors": 0, "duration_s": duration,
-                     "output_tokens_per_s": tokens / duration})
-        print(f"   c={c:<3} {rows[-1]['output_tokens_per_s']:8.1f} tok/s (static batch of {c})", flush=True)
-    return rows
+        return {"concurrency": c, "requests": n, "errors": 0, "duration_s": duration,
+                "output_tokens_per_s": tokens / duration}
+
+    torch.set_num_threads(n_threads)
+    batch(0, 2)  # warm-up
+    return level
 
 
 # -- CPU sweep --------------------------------------------------------------------------------------
@@ -228,30 +237,64 @@ def cpu_sweep(a) -> dict:
     n_params = L * (4 * h * h + 3 * h * i) + 2 * v * h
     prompts = make_prompts(model_dir, 64, a.input_len, a.seed)
     results: dict = {"model": {"architecture": "llama", **MODEL_SHAPE, "parameters": n_params},
-                     "input_len": a.input_len, "output_len": a.output_len, "threads": a.threads, "targets": {}}
-    for name in a.targets:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        print(f"== {name}", flush=True)
-        if name == "generate":
-            results["targets"][name] = generate_anchor(model_dir, prompts, a.concurrency, a)
-            continue
-        with target(name, model_dir, port, a.threads, max(a.concurrency)):
-            wait_healthy(base)
-            asyncio.run(sweep_level(base, "bench", prompts, 2, 2, 4))  # warm-up
-            rows = []
-            for c in a.concurrency:
-                n = max(a.min_requests, c * a.requests_per_slot)
-                row = asyncio.run(sweep_level(base, "bench", prompts, c, n, a.output_len))
-                print(f"   c={c:<3} {row['output_tokens_per_s']:8.1f} tok/s  ttft p50 {row['ttft_p50_ms']:7.1f} ms  "
-                      f"tpot p50 {row['tpot_p50_ms']:6.1f} ms  p50 {row['latency_p50_ms']:8.1f} ms  "
-                      f"p99 {row['latency_p99_ms']:8.1f} ms  errors {row['errors']}", flush=True)
-                rows.append(row)
-        results["targets"][name] = rows
+                     "input_len": a.input_len, "output_len": a.output_len, "threads": a.threads,
+                     "stream_interval_ms": a.stream_interval_ms, "prefill_chunk": a.prefill_chunk,
+                     "ray_env": a.ray_env, "targets": {}}
+    engine_args = {k: v for k, v in (("stream_interval_ms", a.stream_interval_ms),
+                                     ("prefill_chunk", a.prefill_chunk)) if v is not None}
+    with contextlib.ExitStack() as stack:
+        levels = {}  # target name -> function of c giving that level's row
+        for name in a.targets:  # with --rounds > 1 every target is up at once, and rounds alternate
+            kind, _, pinned = name.partition("@")
+            threads = int(pinned) if pinned else a.threads
+            print(f"== {name}", flush=True)
+            if kind == "generate":
+                levels[name] = generate_anchor(model_dir, prompts, a, threads)
+            else:
+                port = free_port()
+                base = f"http://127.0.0.1:{port}"
+                stack.enter_context(target(kind, model_dir, port, threads, max(a.concurrency), engine_args))
+                wait_healthy(base)
+                asyncio.run(sweep_level(base, "bench", prompts, 2, 2, 4))  # warm-up
+                levels[name] = lambda c, base=base: asyncio.run(sweep_level(
+                    base, "bench", prompts, c, max(a.min_requests, c * a.requests_per_slot), a.output_len))
+            if a.rounds == 1:
+                results["targets"][name] = [_measure(name, c, levels[name]) for c in a.concurrency]
+                stack.close()
+        if a.rounds > 1:
+            per_round = _interleaved(a, levels)
+            results["rounds"] = per_round
+            results["targets"] = {name: [{"concurrency": c, "output_tokens_per_s": statistics.median(
+                r["output_tokens_per_s"] for r in per_round[name][k])} for k, c in enumerate(a.concurrency)]
+                for name in a.targets}
     return results
 
 
-RATIOS = [("ray", "baseline"), ("ray", "generate"), ("inproc", "generate"), ("ray", "inproc")]
+def _interleaved(a, levels) -> dict:
+    """Every level: round after round, each target once per round (so load drifts hit all alike)."""
+    out = {name: [[] for _ in a.concurrency] for name in levels}
+    for k, c in enumerate(a.concurrency):
+        for r in range(a.rounds):
+            for name, level in levels.items():
+                out[name][k].append(_measure(name, c, level, r))
+    return out
+
+
+def _measure(name: str, c: int, level, round_: int | None = None) -> dict:
+    row = level(c)
+    row["load_average"] = os.getloadavg()[0]
+    tag = "" if round_ is None else f" round {round_}"
+    extra = "" if "ttft_p50_ms" not in row else (
+        f"  ttft p50 {row['ttft_p50_ms']:7.1f} ms  tpot p50 {row['tpot_p50_ms']:6.1f} ms  "
+        f"p50 {row['latency_p50_ms']:8.1f} ms  p99 {row['latency_p99_ms']:8.1f} ms  errors {row['errors']}")
+    print(f"   {name:<10} c={c:<3}{tag} {row['output_tokens_per_s']:8.1f} tok/s{extra}  "
+          f"(load {row['load_average']:.1f})", flush=True)
+    return row
+
+
+RATIOS = [("ray", "baseline"), ("ray", "generate"), ("inproc", "generate"), ("ray", "inproc"),
+          ("inproc", "baseline"), ("inproc@1", "inproc@2"), ("inproc@1", "generate@2"), ("inproc@2", "generate@2"),
+          ("generate@1", "generate@2")]
 
 
 def print_table(res: dict) -> None:
@@ -261,14 +304,20 @@ def print_table(res: dict) -> None:
     print("\nconcurrency | " + " | ".join(f"{n} tok/s" for n in names) + " | "
           + " | ".join(f"{x}/{y}" for x, y in pairs))
     res["ratios"] = {}
+    rounds = res.get("rounds")
     for k, row in enumerate(next(iter(t.values()))):
         c = row["concurrency"]
         vals = {n: t[n][k]["output_tokens_per_s"] for n in names}
-        ratios = {f"{x}/{y}": vals[x] / vals[y] for x, y in pairs}
+        if rounds:  # the median of each round's ratio: both sides measured minutes apart at most
+            ratios = {f"{x}/{y}": statistics.median(rx["output_tokens_per_s"] / ry["output_tokens_per_s"]
+                                                    for rx, ry in zip(rounds[x][k], rounds[y][k]))
+                      for x, y in pairs}
+        else:
+            ratios = {f"{x}/{y}": vals[x] / vals[y] for x, y in pairs}
         res["ratios"][str(c)] = ratios
         print(f"{c:>11} | " + " | ".join(f"{vals[n]:>8.1f}" for n in names) + " | "
               + " | ".join(f"{r:>6.2f}x" for r in ratios.values()))
-    if "ray" in t and "inproc" in t:
+    if "ray" in t and "inproc" in t and "latency_p50_ms" in t["ray"][0]:
         d = t["ray"][0]["latency_p50_ms"] - t["inproc"][0]["latency_p50_ms"]
         print(f"Ray Serve p50 overhead at concurrency {t['ray'][0]['concurrency']}: {d:+.1f} ms")
 
@@ -309,9 +358,10 @@ def long_join(a) -> dict:
 
     lm = _scenario_model(a)
     out = {"model": {"architecture": "llama", **LONG_JOIN_SHAPE}, "long_prompt": 1500, "streams": 15, "runs": {}}
-    for chunk in a.chunks:
+    runs = [(c, None) for c in a.chunks] + [(256, pace) for pace in a.paces]
+    for chunk, pace in runs:
         engine = Engine.from_loaded(lm, max_running=32, max_queue=32, prefill_chunk=chunk or None,
-                                    prefix_cache=False)
+                                    prefix_cache=False, partial_per_row=pace)
         produced: dict[int, list[float]] = {}
         step = engine._step
 
@@ -347,12 +397,15 @@ def long_join(a) -> dict:
         row = {"steady_itl_p50_ms": 1e3 * p50, "steady_p99_over_p50": pct(steady, 99) / p50,
                "itl_p99_ms": 1e3 * pct(during, 99),
                "max_gap_ms": 1e3 * max(during), "p99_over_p50": pct(during, 99) / p50,
-               "max_over_p50": max(during) / p50}
-        out["runs"][str(chunk or "off")] = row
-        print(f"   chunk={chunk or 'off':<5} steady ITL p50 {row['steady_itl_p50_ms']:6.1f} ms  "
+               "max_over_p50": max(during) / p50,
+               "long_ttft_ms": 1e3 * (min(t[0] for t in produced.values() if len(t) == 4) - joined)}
+        label = f"{chunk or 'off'}" + (f", {pace:g}/row" if pace else "")
+        out["runs"][label] = row
+        print(f"   chunk={label:<12} steady ITL p50 {row['steady_itl_p50_ms']:6.1f} ms  "
               f"p99 {row['itl_p99_ms']:7.1f} ms ({row['p99_over_p50']:5.2f}x)  "
               f"max {row['max_gap_ms']:7.1f} ms ({row['max_over_p50']:5.2f}x)  "
-              f"(steady p99 {row['steady_p99_over_p50']:4.2f}x p50: the machine's noise)", flush=True)
+              f"(steady p99 {row['steady_p99_over_p50']:4.2f}x p50: the machine's noise)  "
+              f"long prompt TTFT {row['long_ttft_ms']:6.0f} ms", flush=True)
     return out
 
 
@@ -383,56 +436,115 @@ def prefix_reuse(a) -> dict:
     return row
 
 
+def engine_vs_generate(a) -> dict:
+    """In-process, no HTTP: the engine on c concurrent requests vs `generate` on the same static
+    batch, alternating for --rounds rounds (the sweep's model and prompts; py-spy-able)."""
+    import torch
+
+    from serving.engine import Engine
+    from serving.loading import load_model
+    from serving.scheduler import SamplingParams
+    from tinymodel import build_tiny_model
+
+    threads = a.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    model_dir = build_tiny_model(Path(tempfile.mkdtemp(prefix="kaito-bench-")) / "model", architecture="llama",
+                                 seed=0, **MODEL_SHAPE)
+    prompts = make_prompts(model_dir, 64, a.input_len, a.seed)
+    lm = load_model(str(model_dir))
+    engine = Engine.from_loaded(lm, max_running=max(a.concurrency), max_queue=1024)
+    gen = generate_anchor(model_dir, prompts, a, threads)
+    params = SamplingParams(max_tokens=a.output_len, temperature=0.0, ignore_eos=True)
+
+    def ours(c: int) -> float:
+        async def one(text):
+            n = 0
+            async for d in await engine.generate(lm.tokenizer(text)["input_ids"], params):
+                n = d.completion_tokens
+            return n
+
+        async def main():
+            return await asyncio.gather(*[one(prompts[j % len(prompts)]) for j in range(c)])
+        start = time.perf_counter()
+        return sum(asyncio.run(main())) / (time.perf_counter() - start)
+
+    ours(2)
+    out = {}
+    for c in a.concurrency:
+        ratios = []
+        for r in range(a.rounds):
+            e, g = ours(c), gen(c)["output_tokens_per_s"]
+            ratios.append(e / g)
+            print(f"   c={c:<3} round {r}: engine {e:7.1f} tok/s  generate {g:7.1f} tok/s  {e / g:5.2f}x  "
+                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+        out[str(c)] = {"ratios": ratios, "median": statistics.median(ratios)}
+    engine.shutdown()
+    return out
+
+
 # -- GPU path ---------------------------------------------------------------------------------------
 
-PEAK_GBPS = {"H200": 4800, "H100": 3350, "A100": 2039, "L40S": 864, "A10": 600, "L4": 300, "T4": 320}
+PHI3_MINI = dict(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
+                 num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096)
 
 
 def gpu_bench(a) -> dict:
-    """Engine-level (no HTTP): batch-1 decode tokens/s and MBU, then 64 concurrent sequences."""
+    """Engine-level (no HTTP): batch-1 decode tokens/s and MBU, then 64 concurrent sequences;
+    eager, then (unless --no-compile) with compile_decode (static shapes, CUDA graphs)."""
     import torch
     from transformers import AutoTokenizer, Phi3Config, Phi3ForCausalLM
 
+    from serving import kvbudget, roofline
     from serving.engine import Engine
     from serving.loading import LoadedModel
     from serving.scheduler import SamplingParams
     from tinymodel import build_tiny_model
 
-    name = torch.cuda.get_device_name()
-    peak = a.peak_gbps or next((v for k, v in PEAK_GBPS.items() if k in name), None)
-    cfg = Phi3Config(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
-                     num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
-                     dtype="bfloat16", attn_implementation="sdpa")
+    dev = a.device  # "cuda"; the code path runs on "cpu" too (with a smaller PHI3_MINI), unmeasured there
+    cuda = dev == "cuda"
+    name = torch.cuda.get_device_name() if cuda else "cpu"
+    peak = a.peak_gbps or roofline.peak_gbps(name)
+    cfg = Phi3Config(**PHI3_MINI, dtype="bfloat16", attn_implementation="sdpa")
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(dev):
         model = Phi3ForCausalLM(cfg).to(torch.bfloat16).eval()
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    kv_per_token = kvbudget.bytes_per_token(cfg, 2)
     tok = AutoTokenizer.from_pretrained(build_tiny_model(Path(tempfile.mkdtemp()) / "t"))
-    loaded = LoadedModel(model=model, tokenizer=tok, context_length=4096, chat_template="", device="cuda")
-    engine = Engine.from_loaded(loaded, max_running=64, max_queue=256)
+    loaded = LoadedModel(model=model, tokenizer=tok, context_length=4096, chat_template="", device=dev)
     prompt = [5] * a.input_len
+    out = {"device": name, "model": "phi-3-mini shape, random, bf16, sdpa", "weight_bytes": weight_bytes,
+           "peak_gbps": peak, "runs": {}}
+    for compiled in ([False] if a.no_compile else [False, True]):
+        engine = Engine.from_loaded(loaded, max_running=64, max_queue=256, compile_decode=compiled)
 
-    async def run(n: int, max_tokens: int) -> float:
-        p = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
+        async def run(n: int, max_tokens: int, engine=engine) -> float:
+            p = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
 
-        async def one():
-            async for _ in await engine.generate(prompt, p):
-                pass
-        t = time.perf_counter()
-        await asyncio.gather(*[one() for _ in range(n)])
-        torch.cuda.synchronize()
-        return time.perf_counter() - t
+            async def one():
+                async for _ in await engine.generate(prompt, p):
+                    pass
+            t = time.perf_counter()
+            await asyncio.gather(*[one() for _ in range(n)])
+            if cuda:
+                torch.cuda.synchronize()
+            return time.perf_counter() - t
 
-    asyncio.run(run(1, 8))
-    t_prefill = asyncio.run(run(1, 1))
-    t1 = asyncio.run(run(1, a.gpu_tokens))
-    decode_tps = (a.gpu_tokens - 1) / (t1 - t_prefill)
-    t64 = asyncio.run(run(64, a.gpu_tokens))
-    engine.shutdown()
-    out = {"device": name, "model": "phi-3-mini shape, random, bf16", "weight_bytes": weight_bytes,
-           "batch1_decode_tokens_per_s": decode_tps, "concurrency64_tokens_per_s": 64 * a.gpu_tokens / t64,
-           "peak_gbps": peak,
-           "mbu": (decode_tps * weight_bytes / (peak * 1e9)) if peak else None}
+        asyncio.run(run(1, a.gpu_tokens))  # warm-up (and, compiled, the graphs of batch 1)
+        asyncio.run(run(64, 16))
+        t_prefill = asyncio.run(run(1, 1))
+        t1 = asyncio.run(run(1, a.gpu_tokens))
+        step_s = (t1 - t_prefill) / (a.gpu_tokens - 1)
+        mean_context = a.input_len + a.gpu_tokens / 2
+        t64 = asyncio.run(run(64, a.gpu_tokens))
+        engine.shutdown()
+        row = {"batch1_decode_tokens_per_s": 1 / step_s, "concurrency64_tokens_per_s": 64 * a.gpu_tokens / t64,
+               "mbu": roofline.mbu(step_s, roofline.decode_bytes(weight_bytes, kv_per_token, int(mean_context)),
+                                   peak) if peak else None}
+        out["runs"]["compile_decode" if compiled else "eager"] = row
+        print(f"   {'compile_decode' if compiled else 'eager':<14} batch-1 {row['batch1_decode_tokens_per_s']:7.1f} "
+              f"tok/s  MBU {row['mbu'] or float('nan'):.2f}  c=64 {row['concurrency64_tokens_per_s']:8.1f} tok/s",
+              flush=True)
     print(json.dumps(out, indent=2))
     return out
 
@@ -441,7 +553,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke test: concurrency 1 and 4, short outputs")
     p.add_argument("--targets", nargs="+", default=["ray", "inproc", "baseline", "generate"],
-                   choices=["ray", "inproc", "baseline", "generate"])
+                   help="ray, inproc, baseline, generate; NAME@N pins that one to N torch threads")
+    p.add_argument("--ray-env", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="environment for the embedded Ray instance (e.g. Serve's RAY_SERVE_* knobs)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="> 1: every target up at once, levels measured in alternating rounds, median ratios")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--input-len", type=int, default=32)
     p.add_argument("--output-len", type=int, default=128)
@@ -450,13 +566,20 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="pin every target to N torch threads (default: as shipped; baselines on every core)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stream-interval-ms", type=float, default=None, help="ray/inproc: default as shipped")
+    p.add_argument("--prefill-chunk", type=int, default=None, help="ray/inproc: default as shipped (0 = whole)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--scenario", choices=["sweep", "long-join", "prefix"], default="sweep")
-    p.add_argument("--chunks", type=int, nargs="+", default=[0, 128, 256, 512],
-                   help="long-join: prefill chunk sizes to compare (0 = whole prompt)")
+    p.add_argument("--scenario", choices=["sweep", "long-join", "prefix", "engine"], default="sweep",
+                   help="engine: in-process engine vs generate on the same batch, no HTTP")
+    p.add_argument("--chunks", type=int, nargs="+", default=[0, 32, 256],
+                   help="long-join: prefill chunk sizes to compare (0 = whole prompt), no per-row pace")
+    p.add_argument("--paces", type=float, nargs="*", default=[2.0],
+                   help="long-join: chunk 256 with the long prompt's chunk held to N tokens per decoding row")
     p.add_argument("--gpu-tokens", type=int, default=256)
+    p.add_argument("--no-compile", action="store_true", help="--device cuda: eager only")
     p.add_argument("--peak-gbps", type=float, default=None, help="GPU memory bandwidth, GB/s (default: by name)")
     a = p.parse_args()
+    os.environ.update(kv.split("=", 1) for kv in a.ray_env)  # before Ray starts: its workers inherit it
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if a.quick:
@@ -466,7 +589,8 @@ def main() -> None:
     if a.device == "cuda":
         res = {"gpu": gpu_bench(a)}
     elif a.scenario != "sweep":
-        res = {a.scenario: (long_join if a.scenario == "long-join" else prefix_reuse)(a)}
+        run = {"long-join": long_join, "prefix": prefix_reuse, "engine": engine_vs_generate}[a.scenario]
+        res = {a.scenario: run(a)}
         out = RESULTS.with_name(f"serving-{a.scenario}.json")
     else:
         res = cpu_sweep(a)

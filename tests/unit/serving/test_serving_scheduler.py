@@ -135,3 +135,26 @@ def test_with_nobody_decoding_a_burst_joins_at_once_whatever_the_chunk():
     assert s.schedule().joining == burst  # 15 prompt tokens in one step: nobody waits for them
     s.add([seq(prompt_len=3), seq(prompt_len=3)])
     assert len(s.schedule().joining) == 1  # now 5 streams decode: 4 prompt tokens per step
+
+
+def test_a_long_prompts_chunk_is_paced_by_the_rows_decoding_while_short_ones_still_join_whole():
+    from serving.scheduler import PARTIAL_MIN
+
+    s = Scheduler(max_running=64, max_queue=64, context_length=5000, eos_token_ids=[EOS], decode=decode,
+                  prefill_chunk=256, partial_per_row=2)
+    decoding = [seq(prompt_len=3, max_tokens=50) for _ in range(15)]
+    s.add(decoding)
+    s.schedule()
+    s.on_tokens({d.id: 1 for d in decoding})
+    long, short = seq(prompt_len=1500), seq(prompt_len=40)
+    s.add([long, short])
+    step = s.schedule()
+    assert step.partial is long and step.partial_tokens == 30  # 2 per decoding row, not the 256 budget
+    assert step.joining == [short]  # short prompts still join whole within the step's chunk budget
+    long.num_computed = 30
+    s.on_tokens({d.id: 1 for d in decoding + [short]})
+    for d in decoding[:14]:
+        d.cancelled = True
+    s.drop_cancelled()
+    step = s.schedule()  # 2 rows decode now: the floor keeps the long prompt moving
+    assert step.partial_tokens == PARTIAL_MIN
