@@ -6,7 +6,7 @@ and carries KAITO's message. `hooks.tools.crdgen` writes them as `x-kubernetes-v
 the tests evaluate every CEL rule with a CEL interpreter against the Python verdict, so a typo in
 either fails a test. Rules that read `oldSelf` are transition rules: they run on update only.
 Regular expressions go into CEL as raw strings (r'...'): the API server's CEL refuses escapes
-such as `\.` in ordinary string literals, which the test interpreter would let through.
+such as a backslash-dot in ordinary string literals, which the test interpreter would let through.
 """
 from __future__ import annotations
 

@@ -154,8 +154,8 @@ def _prefetch(plan: ServingPlan, secret_mounts: list[Obj]) -> Obj:
     (`kaito pull --from-serve-config`), so the first requests find them local; the list is not in the template."""
     return {"name": PREFETCH_CONTAINER, "image": plan.runtime_image,
             "command": argv.prefetch_command(SERVE_CONFIG_PATH),
-            "env": [{"name": CACHE_DIR_ENV, "value": CACHE_DIR}],
-            "volumeMounts": [{"name": "config", "mountPath": SERVE_CONFIG_DIR, "readOnly": True},
+            "env": [*pod.scratch_env(), {"name": CACHE_DIR_ENV, "value": CACHE_DIR}],
+            "volumeMounts": [pod.TMP_MOUNT, {"name": "config", "mountPath": SERVE_CONFIG_DIR, "readOnly": True},
                              {"name": "cache", "mountPath": CACHE_DIR}, *secret_mounts],
             "securityContext": pod.container_security(),
             "terminationMessagePolicy": pod.TERMINATION_MESSAGE_POLICY}
@@ -167,10 +167,10 @@ def _labels(plan: ServingPlan, role: str) -> Obj:
 
 def _pod_spec(plan: ServingPlan, container: Obj) -> Obj:
     prefetch_mounts, adapter_volumes, adapter_mounts = _adapter_parts(plan)
-    mounts = [{"name": "dshm", "mountPath": "/dev/shm"},
+    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}, pod.TMP_MOUNT,
               {"name": "config", "mountPath": SERVE_CONFIG_DIR, "readOnly": True},
               {"name": "cache", "mountPath": CACHE_DIR}] + adapter_mounts
-    volumes = [pod.dshm_volume(), {"name": "config", "configMap": {"name": plan.name}},
+    volumes = [pod.dshm_volume(), pod.tmp_volume(), {"name": "config", "configMap": {"name": plan.name}},
                {"name": "cache", "emptyDir": {}}] + adapter_volumes
     if plan.facts.model_pull_secret:
         volumes.append(pod.docker_config_volume("model-pull-secret", plan.facts.model_pull_secret))
@@ -189,7 +189,7 @@ def _pod_spec(plan: ServingPlan, container: Obj) -> Obj:
 
 
 def _env(plan: ServingPlan) -> list[Obj]:
-    env = [{"name": "HOME", "value": "/tmp"}, {"name": CACHE_DIR_ENV, "value": CACHE_DIR}]
+    env = [*pod.scratch_env(), {"name": CACHE_DIR_ENV, "value": CACHE_DIR}]
     if plan.facts.model_access_secret:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": plan.facts.model_access_secret,
                                                                        "key": "HF_TOKEN"}}})

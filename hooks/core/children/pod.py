@@ -55,7 +55,25 @@ def pod_security() -> Obj:
 
 
 def container_security() -> Obj:
-    return {"allowPrivilegeEscalation": False, "privileged": False, "capabilities": {"drop": ["ALL"]}}
+    """Every container we emit: non-root (pod_security), nothing to escalate, and a read-only root
+    filesystem; what a container writes goes to the `tmp` emptyDir (TMP_MOUNT) or its own volumes."""
+    return {"allowPrivilegeEscalation": False, "privileged": False, "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True}
+
+
+#: The writable scratch space of a container whose root filesystem is read-only: HOME, Ray's
+#: session directory and library caches (torch, Hugging Face) all live under /tmp.
+TMP_DIR = "/tmp"
+TMP_MOUNT = {"name": "tmp", "mountPath": TMP_DIR}
+
+
+def tmp_volume() -> Obj:
+    return {"name": "tmp", "emptyDir": {}}
+
+
+def scratch_env() -> list[Obj]:
+    """HOME and HF_HOME on the writable scratch volume (the image's home is read-only)."""
+    return [{"name": "HOME", "value": TMP_DIR}, {"name": "HF_HOME", "value": f"{TMP_DIR}/huggingface"}]
 
 
 def gpu_resources(gpus: int) -> Obj:

@@ -60,11 +60,11 @@ def job(plan: TuningPlan) -> Obj:
     src, out = t.input, t.output
     mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
               {"name": "results", "mountPath": RESULTS_DIR},
-              {"name": "dshm", "mountPath": "/dev/shm"}]
+              {"name": "dshm", "mountPath": "/dev/shm"}, pod.TMP_MOUNT]
     volumes = [{"name": "config", "configMap": {"name": plan.config_map_name}},
                {"name": "results", **(out.volume_source or {"emptyDir": {}})},
-               pod.dshm_volume()]
-    env = [{"name": "HOME", "value": "/tmp"}]
+               pod.dshm_volume(), pod.tmp_volume()]
+    env = pod.scratch_env()
     inits: list[Obj] = []
     data = input_image = None
     if src.urls:
@@ -77,8 +77,8 @@ def job(plan: TuningPlan) -> Obj:
         mounts.append({"name": "data", "mountPath": DATA_DIR})
         inits.append({"name": "data-puller", "image": plan.runtime_image,
                       "command": argv.pull_command(src.image, DATA_DIR),
-                      "env": [{"name": "DOCKER_CONFIG", "value": "/mnt/pull-secret"}],
-                      "volumeMounts": [{"name": "data", "mountPath": DATA_DIR},
+                      "env": [*pod.scratch_env(), {"name": "DOCKER_CONFIG", "value": "/mnt/pull-secret"}],
+                      "volumeMounts": [pod.TMP_MOUNT, {"name": "data", "mountPath": DATA_DIR},
                                        {"name": "input-pull-secret", "mountPath": "/mnt/pull-secret",
                                         "readOnly": True}],
                       "securityContext": pod.container_security(),

@@ -45,7 +45,7 @@ def test_the_prefetch_container_and_the_serving_container_share_the_cache():
     ws = copy.deepcopy(load("examples/inference/kaito_workspace_phi_3.yaml"))
     spec = _head(_objects(ws), ws["metadata"]["name"])
     [prefetch], [serve] = spec["initContainers"], spec["containers"]
-    cache = {v["name"] for v in spec["volumes"] if v.get("emptyDir") == {}}
+    cache = {v["name"] for v in spec["volumes"] if v.get("emptyDir") == {} and v["name"] != "tmp"}
     def cache_dir(c):
         return next(m["mountPath"] for m in c["volumeMounts"] if m["name"] in cache)
     env = lambda c: {e["name"]: e.get("value") for e in c["env"]}  # noqa: E731
