@@ -19,7 +19,7 @@ __all__ = [
     "MAX_WORKSPACE_ADAPTERS", "KubeObject", "Url", "Name", "ImageRef", "SpecModel", "ObjectMeta",
     "LabelSelectorRequirement", "LabelSelector", "ResourceSpec", "PresetOptions", "PresetSpec", "DataSource",
     "DataDestination", "AdapterSpec", "InferenceSpec", "TuningSpec", "Condition", "WorkspaceStatus", "Workspace",
-    "claim_name",
+    "claim_name", "yaml_documents", "one_workspace",
 ]
 
 GROUP = "kaito.sh"
@@ -170,3 +170,30 @@ def claim_name(namespace: str, name: str, index: int) -> str:
     """The index-th node claim of a Workspace: 'ws' + 9 hex digits, a valid AKS agent-pool name
     (<= 11 chars, lowercase, starts with a letter), the same for the same Workspace every time."""
     return "ws" + hashlib.sha256(f"{namespace}/{name}/{index}".encode()).hexdigest()[:9]
+
+
+def yaml_documents(text: str) -> list[Any]:
+    """The non-empty YAML documents of a file, or ValueError naming the line and column of a syntax error."""
+    import yaml
+
+    try:
+        return [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"YAML syntax error{where}: {getattr(exc, 'problem', None) or exc}") from exc
+
+
+def one_workspace(text: str) -> dict[str, Any]:
+    """The file's single kaito.sh/v1alpha1 Workspace with a name (what `kaito render` and `kaito up -f`
+    take), or ValueError saying what is wrong."""
+    workspaces = [d for d in yaml_documents(text) if isinstance(d, dict) and d.get("kind") == "Workspace"]
+    if len(workspaces) != 1:
+        raise ValueError(f"must hold exactly one Workspace (kind: Workspace), found {len(workspaces)}")
+    ws = workspaces[0]
+    if ws.get("apiVersion") != API_VERSION:
+        raise ValueError(f"apiVersion must be {API_VERSION}, got {ws.get('apiVersion')!r}")
+    name = (ws.get("metadata") or {}).get("name") if isinstance(ws.get("metadata"), dict) else None
+    if not isinstance(name, str) or not name:
+        raise ValueError("metadata.name must be set")
+    return ws

@@ -54,26 +54,18 @@ def workspace_args(path: str) -> dict[str, Any]:
     hooks read them (`contract.workspace.Workspace`, then `presets.facts`). Nothing is fetched here: this
     also runs on every edit of the file (prefetch_adapters checks the images once at start-up)."""
     import pydantic
-    import yaml
 
-    from contract.workspace import Workspace
+    from contract.workspace import Workspace, one_workspace
     from presets import PresetNotFound
     from presets.facts import workspace_facts
 
     try:
-        docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+        raw = one_workspace(Path(path).read_text())
     except OSError as e:
         raise UpError(f"cannot read workspace file {path}: {e.strerror or e}; pass a readable Workspace YAML "
                       "with -f") from e
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UpError(f"workspace file {path} is not valid YAML{where}: {e.problem or e.context}") from e
-    except yaml.YAMLError as e:
-        raise UpError(f"workspace file {path} is not valid YAML: {_first_line(e)}") from e
-    raw = next((d for d in docs if isinstance(d, dict) and d.get("kind") == "Workspace"), None)
-    if raw is None:
-        raise UpError(f"{path} holds no Workspace (kind: Workspace)")
+    except ValueError as e:
+        raise UpError(f"workspace file {path}: {e}") from e
     # kaito up places nothing on nodes: a file without resource.labelSelector (which the cluster
     # refuses) still serves here.
     resource = raw.get("resource") if isinstance(raw.get("resource"), dict) else {}

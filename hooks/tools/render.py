@@ -11,7 +11,7 @@ import sys
 
 import yaml
 
-from contract.workspace import API_VERSION
+from contract.workspace import one_workspace
 from hooks.core.errors import INVALID_SPEC
 from hooks.core.settings import CLAIM_APIS, DEFAULT_CLAIM_API, DEFAULT_RUNTIME_IMAGE, Settings
 from metacontroller.api import Obj
@@ -97,22 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_workspace(text: str) -> Obj:
-    """The file's single kaito.sh/v1alpha1 Workspace with a name, or ValueError saying what is wrong."""
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ValueError(f"YAML syntax error{where}: {getattr(exc, 'problem', None) or exc}") from exc
-    workspaces = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Workspace"]
-    if len(workspaces) != 1:
-        raise ValueError(f"must hold exactly one Workspace (kind: Workspace), found {len(workspaces)}")
-    ws = workspaces[0]
-    if ws.get("apiVersion") != API_VERSION:
-        raise ValueError(f"apiVersion must be {API_VERSION}, got {ws.get('apiVersion')!r}")
-    name = (ws.get("metadata") or {}).get("name") if isinstance(ws.get("metadata"), dict) else None
-    if not isinstance(name, str) or not name:
-        raise ValueError("metadata.name must be set")
+    ws = one_workspace(text)
     if not isinstance(ws.get("resource"), dict):
         raise ValueError("resource must be a mapping (resource.labelSelector, resource.instanceType, ...)")
     return ws

@@ -11,20 +11,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
 
+from contract.workspace import yaml_documents
 from hooks.core.validation import FieldError, validate_workspace, workspace_warnings
 
 
 def _load(path: Path) -> list:
-    text = path.read_text()
     try:
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ValueError(f"{path}: YAML syntax error{where}: {problem}") from exc
+        return yaml_documents(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:

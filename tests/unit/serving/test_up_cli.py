@@ -70,15 +70,15 @@ def test_an_unreadable_workspace_file_is_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: Workspace\ninference:\n  preset: {name: tiny\n")
     line = one_line_exit_1(up("-f", str(bad), tmp_path=tmp_path))
-    assert re.search(r"not valid YAML at line \d+, column \d+", line), line
+    assert re.search(r"YAML syntax error at line \d+, column \d+", line), line
     nows = tmp_path / "cm.yaml"
     nows.write_text("kind: ConfigMap\n")
-    assert "holds no Workspace" in one_line_exit_1(up("-f", str(nows), tmp_path=tmp_path))
+    assert "must hold exactly one Workspace" in one_line_exit_1(up("-f", str(nows), tmp_path=tmp_path))
 
 
 def test_an_unknown_preset_is_one_line(tmp_path):
     ws = tmp_path / "ws.yaml"
-    ws.write_text("kind: Workspace\ninference: {preset: {name: no-such-model}}\n")
+    ws.write_text("apiVersion: kaito.sh/v1alpha1\nkind: Workspace\nmetadata: {name: w}\ninference: {preset: {name: no-such-model}}\n")
     assert "no-such-model" in one_line_exit_1(up("-f", str(ws), tmp_path=tmp_path))
 
 
