@@ -84,6 +84,9 @@ class ServeArgs(BaseModel):
     kv_cache_bytes: int | None = Field(default=None, ge=1, description=(
         "KV cache budget per replica in bytes; default: a share of the memory free after loading"))
     prefix_cache: bool = Field(default=True, description="reuse the KV of recent prompt prefixes")
+    compile_decode: bool = Field(default=False, description=(
+        "static-shape decode steps under torch.compile (CUDA graphs on a GPU); unmeasured on GPUs so far, "
+        "slow to compile on CPUs, and not combined with adapters (docs/serving.md)"))
     stream_interval_ms: float = Field(default=20.0, ge=0, le=1000,
                                       description="hold streamed tokens up to this long to write fewer chunks")
 

@@ -97,7 +97,8 @@ class Service:
         a = self.args
         chunk = {} if a.prefill_chunk is None else {"prefill_chunk": a.prefill_chunk or None}
         self.engine = Engine.from_loaded(self.loaded, max_running=a.max_batch_size, max_queue=a.max_queue,
-                                         kv_cache_bytes=a.kv_cache_bytes, prefix_cache=a.prefix_cache, **chunk)
+                                         kv_cache_bytes=a.kv_cache_bytes, prefix_cache=a.prefix_cache,
+                                         compile_decode=a.compile_decode, **chunk)
         self.metrics.bind_engine(self.engine.stats)
         self.adapters = AdapterRegistry(self.engine, base_name=r.served_model_name, max_adapters=a.max_adapters,
                                         max_resident=a.max_resident_adapters, metrics=self.metrics)
