@@ -289,7 +289,6 @@ class PodRunner:
 
     def wait_running(self, name: str, check: Callable[[], bool], what: str, timeout: float) -> float:
         """Wait until `check()` holds while container `name` runs; fail with its output otherwise."""
-        container = next(c for c in self.spec["containers"] if c["name"] == name)
         self.log(f"[pod {self.name}] waiting up to {timeout:.0f}s for {what}")
         start = time.monotonic()
         while True:
