@@ -318,6 +318,9 @@ class AdapterRegistry:
         return ("leased" if lease else "resident"), e
 
     def _read(self, version: Version) -> Weights:
+        if getattr(self.engine.runner, "static_decode", False):
+            # compile_decode captures the plain model's decode step; peft's mixed batches cannot run in it
+            raise AdapterError("adapters cannot be served with compile_decode on; turn compile_decode off")
         return read(version.path, self._shapes, self._dtype)
 
     def _new_key(self) -> str:

@@ -110,9 +110,6 @@ class Slots:
         return self.runner.model if self.keys else None
 
     def attach(self, key: str, w: Weights) -> None:
-        if getattr(self.runner, "static_decode", False):
-            # compile_decode captures the plain model's decode step; peft's mixed batches cannot run in it
-            raise AdapterError("adapters cannot be served with compile_decode on; turn compile_decode off")
         from peft import PeftModel
         from peft.utils import set_peft_model_state_dict
 

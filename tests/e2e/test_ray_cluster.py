@@ -134,6 +134,7 @@ def cluster(hook_pod, runtime_image, registry, adapter_ref, tmp_path_factory):
     head = head_pod(world, name, runtime_image, registry.host, tmp_path_factory.mktemp("head-pod"),
                     http_port=http_port, ray_port=ray_port)
     worker = PodRunner(f"{name}-worker-5c8f7d-w0rk1", copy.deepcopy(worker_dep["spec"]["template"]["spec"]),
+                       head.objects,  # the same Serve ConfigMap: its prefetch reads the adapter list there
                        images={RUNTIME_REF: runtime_image}, hosts=(name,), ports={svc_ports["ray-gcs"]: ray_port},
                        extra_env={"KAITO_INSECURE_REGISTRIES": registry.host, **ray_node_env(_free_port),
                                   "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": str(DRAIN_SECONDS)},

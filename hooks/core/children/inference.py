@@ -21,7 +21,7 @@ from typing import Optional
 import yaml
 
 from contract import argv
-from contract.paths import CACHE_DIR_ENV, OCI_SCHEME
+from contract.paths import OCI_SCHEME
 from contract.ports import RAY_PORT, SERVE_PORT, SERVICE_PORT
 from contract.serveargs import AdapterArg, ServeArgs
 from contract.serveconfig import (
@@ -154,7 +154,7 @@ def _prefetch(plan: ServingPlan, secret_mounts: list[Obj]) -> Obj:
     (`kaito pull --from-serve-config`), so the first requests find them local; the list is not in the template."""
     return {"name": PREFETCH_CONTAINER, "image": plan.runtime_image,
             "command": argv.prefetch_command(SERVE_CONFIG_PATH),
-            "env": [*pod.scratch_env(), {"name": CACHE_DIR_ENV, "value": CACHE_DIR}],
+            "env": pod.scratch_env(CACHE_DIR),
             "volumeMounts": [pod.TMP_MOUNT, {"name": "config", "mountPath": SERVE_CONFIG_DIR, "readOnly": True},
                              {"name": "cache", "mountPath": CACHE_DIR}, *secret_mounts],
             "securityContext": pod.container_security(),
@@ -189,7 +189,7 @@ def _pod_spec(plan: ServingPlan, container: Obj) -> Obj:
 
 
 def _env(plan: ServingPlan) -> list[Obj]:
-    env = [*pod.scratch_env(), {"name": CACHE_DIR_ENV, "value": CACHE_DIR}]
+    env = pod.scratch_env(CACHE_DIR)
     if plan.facts.model_access_secret:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": plan.facts.model_access_secret,
                                                                        "key": "HF_TOKEN"}}})

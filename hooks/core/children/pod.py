@@ -5,6 +5,7 @@ import hashlib
 import json
 from typing import Any, Iterable, Mapping
 
+from contract.paths import CACHE_DIR_ENV
 from metacontroller.api import Obj
 
 WS_LABEL = "kaito.sh/workspace"
@@ -71,9 +72,11 @@ def tmp_volume() -> Obj:
     return {"name": "tmp", "emptyDir": {}}
 
 
-def scratch_env() -> list[Obj]:
-    """HOME and HF_HOME on the writable scratch volume (the image's home is read-only)."""
-    return [{"name": "HOME", "value": TMP_DIR}, {"name": "HF_HOME", "value": f"{TMP_DIR}/huggingface"}]
+def scratch_env(cache_dir: str = f"{TMP_DIR}/kaito-cache") -> list[Obj]:
+    """HOME, HF_HOME and the artifacts cache (KAITO_CACHE_DIR) on writable volumes: the image's home
+    is read-only. `cache_dir` is the pod's shared cache volume where it has one."""
+    return [{"name": "HOME", "value": TMP_DIR}, {"name": "HF_HOME", "value": f"{TMP_DIR}/huggingface"},
+            {"name": CACHE_DIR_ENV, "value": cache_dir}]
 
 
 def gpu_resources(gpus: int) -> Obj:
