@@ -107,6 +107,16 @@ def encode(body: Any) -> bytes:
     return text.encode()
 
 
+def error_of(resp, status: int) -> dict[str, Any]:
+    """The OpenAI error envelope of an httpx/TestClient response with `status`: message, type, param and a
+    code that names a condition (never a status number)."""
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["code"] is None or not err["code"].isdigit()  # OpenAI's codes name a condition, never a status
+    return err
+
+
 def check_answer(status: int, headers: dict[str, str], body: bytes, *, stream: bool = False) -> None:
     """No 5xx for client input; every error in the OpenAI envelope with a string-or-null code; a 200
     stream ends in [DONE]."""

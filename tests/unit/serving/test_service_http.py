@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from serving.api import MAX_BODY_BYTES, create_app
 from serving.errors import NotReady
 from serving.service import Service
+from tests.support.http_fuzz import error_of
 
 NAME = "tiny-llama"
 
@@ -30,13 +31,6 @@ def svc(tmp_path_factory, llama_adapters):
 def client(svc):
     with TestClient(create_app(lambda: svc)) as c:
         yield c
-
-
-def error_of(resp, status):
-    assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
-    return err
 
 
 def test_chat_matches_a_transformers_pipeline_greedy(svc, client, tiny_models):

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from serving.api import create_app
 from serving.errors import BadRequest
 from serving.facade import ModelCard
+from tests.support.http_fuzz import error_of
 
 from .fake_facade import BASE_NAME, FakeFacade
 
@@ -26,13 +27,6 @@ def fake():
 def client(fake):
     with TestClient(create_app(lambda: fake)) as c:
         yield c
-
-
-def error_of(resp, status):
-    assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
-    return err
 
 
 def events(resp) -> list:

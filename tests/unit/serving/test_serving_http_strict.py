@@ -9,6 +9,7 @@ import pytest
 
 from serving.api import create_app
 from serving.jsonbody import MAX_JSON_DEPTH
+from tests.support.http_fuzz import error_of
 
 from .conftest import SMALL_CONTEXT
 
@@ -16,14 +17,6 @@ JSON = {"Content-Type": "application/json"}
 CHAT = {"model": "small", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 COMP = {"model": "small", "prompt": "hi", "max_tokens": 2}
 KAITO = {"prompt": "hi", "generate_kwargs": {"max_new_tokens": 2}}
-
-
-def error_of(resp, status):
-    assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
-    assert err["code"] is None or not err["code"].isdigit()  # OpenAI's codes name a condition, never a status
-    return err
 
 
 def raw(client, path, text, headers=JSON):
