@@ -227,6 +227,8 @@ class BatchRunner:
 
     def _extend(self, s: Sequence, cache: DynamicCache, end: int) -> torch.Tensor:
         start = s.num_computed
+        for layer in cache.layers:  # a prompt's own cache never needs more than the prompt (the KV budget's count)
+            layer.limit = len(s.prompt_ids)
         ids = torch.tensor([s.prompt_ids[start:end]], device=self.device)
         mask = torch.ones((1, end), dtype=torch.long, device=self.device)
         pos = torch.arange(start, end, device=self.device).unsqueeze(0)

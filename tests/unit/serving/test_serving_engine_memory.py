@@ -182,3 +182,30 @@ def test_a_request_larger_than_the_whole_kv_budget_is_a_400_naming_it(llama):
         assert engine.check_length(100, None, "prompt") == engine.kv_tokens - 100
     finally:
         engine.shutdown()
+
+
+def test_a_prompt_prefilled_by_chunks_never_holds_more_kv_than_its_own_length(llama):
+    # the KV budget reserves a partial prompt's prompt + max_tokens; its own cache doubling past the
+    # prompt (a 160-position buffer for a 96-token prompt) once put the batch over the budget
+    capacities = []
+
+    def seen(step):
+        if engine.runner.partial is not None:
+            capacities.append(max(layer.capacity for layer in engine.runner.partial[1].layers))
+
+    engine = Engine.from_loaded(llama, max_running=4, max_queue=4, prefill_chunk=16, prefix_cache=False,
+                                on_step=seen)
+    long_prompt = random_prompt(llama, 96, seed=7)
+
+    async def main():
+        first = asyncio.ensure_future(run(engine, random_prompt(llama, 6, seed=8), greedy(40)))
+        await asyncio.sleep(0.05)
+        return await asyncio.gather(first, run(engine, long_prompt, greedy(4)))
+
+    try:
+        _, text = asyncio.run(main())
+    finally:
+        engine.shutdown()
+    assert len(capacities) >= 3  # it really was prefilled in several chunks
+    assert max(capacities) <= len(long_prompt)
+    assert text == reference(llama, long_prompt, 4)
