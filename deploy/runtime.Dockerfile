@@ -46,6 +46,9 @@ COPY tinymodel ./tinymodel
 RUN pip install --no-deps -c constraints.txt ".[serving,tuning]"
 
 USER 1000:1000
+# The root filesystem is read-only in the pods (hooks/core/children/pod.py scratch_env mounts /tmp and
+# sets these too); the same defaults here keep a bare `podman run --read-only` of the image working.
+ENV HOME=/tmp KAITO_CACHE_DIR=/tmp/kaito-cache HF_HOME=/tmp/huggingface
 # 8000: Serve HTTP (the Service's port 80). 6379: Ray head (on the Service only when count > 1).
 EXPOSE 8000 6379
 CMD ["python", "-m", "serving.cluster", "head", "--config", "/mnt/config/serve_config.yaml"]
