@@ -59,6 +59,9 @@ class ServeArgs(BaseModel):
     max_adapters: int = Field(default=64, ge=0, description="bound of the registered adapter set")
     max_resident_adapters: int = Field(default=8, ge=1, description=(
         "adapters loaded in memory at once per replica; the least recently used is evicted"))
+    adapter_cold_wait_s: float = Field(default=2.0, ge=0, description=(
+        "how long a request for a non-resident adapter waits, while every resident adapter has running "
+        "requests, before the least recently used one stops taking new requests so it can be evicted for it"))
     adapter_resolve_interval_s: float = Field(default=60.0, ge=0, description=(
         "how often adapter tags are re-resolved to digests, in seconds; 0 = never; applied live"))
     adapter_refresh: str | None = Field(default=None, description=(
