@@ -127,7 +127,7 @@ class AdapterRegistry:
         self.slots = Slots(engine.runner)
         self.base_name = base_name
         self.max_adapters, self.max_resident = max_adapters, max_resident
-        self.cold_wait_s = cold_wait_s  # how long a cold load waits before it drains a resident adapter
+        self.cold_wait_s = cold_wait_s  # how long a cold load waits before it drains one (inf: never)
         self.metrics = metrics
         self._fetch = fetcher
         self._shapes = linear_shapes(engine.runner.model)

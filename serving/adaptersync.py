@@ -7,11 +7,12 @@ fetch and the swap happen afterwards, on the replica's event loop, one round at 
 
 An adapter given by tag (`oci://REGISTRY/REPO:TAG`) is resolved to its manifest digest and served
 pinned as `REPO:TAG@sha256:...`; it is resolved again every `adapter_resolve_interval_s`, at once when
-`adapter_refresh` changes, and on every change of the adapter set. A change of the interval alone
-resolves nothing at once: the next resolution moves to the last one plus the new interval. A new digest under the tag is a changed source,
-which `Service.apply_adapters` swaps between engine steps. A tag that cannot be resolved keeps its
-last digest serving; the failure is logged, counted and listed in `problems` (a tag never resolved is
-passed on unpinned, so the fetch itself fails and /v1/models marks that adapter unavailable).
+`adapter_refresh` changes, and on every change of the adapter set. The interval is live too: a change of
+it alone resolves nothing at once, it moves the next resolution to the last one plus the new interval.
+A new digest under the tag is a changed source, which `Service.apply_adapters` swaps between engine
+steps. A tag that cannot be resolved keeps its last digest serving; the failure is logged, counted and
+listed in `problems` (a tag never resolved is passed on unpinned, so the fetch itself fails and
+/v1/models marks that adapter unavailable).
 """
 from __future__ import annotations
 
