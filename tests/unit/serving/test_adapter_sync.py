@@ -128,7 +128,8 @@ def test_a_new_interval_alone_changes_the_period_from_the_last_resolution_withou
 
 
 def test_the_running_loop_takes_a_new_interval_without_a_restart():
-    """Through the loop a replica runs (real clock): a 60 s period shortened live to 0.2 s picks up the new digest."""
+    """Through the loop a replica runs (real clock): the default 60 s period, shortened live to 0.6 s,
+    resolves nothing at once and then picks up the new digest 0.6 s after the first resolution."""
     reg = Registry({TAG: D1})
     seen = []
 
@@ -141,17 +142,18 @@ def test_the_running_loop_takes_a_new_interval_without_a_restart():
         await sync.initial(cap)
         sync.start()
         reg.tags[TAG] = D2
-        await asyncio.sleep(0.3)
-        assert seen == [] and reg.asked == [TAG]  # the default 60 s period: nothing asked yet
-        sync.submit({**cap, "adapter_resolve_interval_s": 0.2})
-        for _ in range(40):
+        assert sync.submit({**cap, "adapter_resolve_interval_s": 0.6})
+        await asyncio.sleep(0.2)
+        early = list(reg.asked)
+        for _ in range(60):
             if seen:
                 break
             await asyncio.sleep(0.05)
         await sync.close()
+        return early
 
-    asyncio.run(scenario())
-    assert seen == [f"{TAG}@{D2}"]
+    assert asyncio.run(scenario()) == [TAG]  # the new period is not a refresh
+    assert seen == [f"{TAG}@{D2}"] and len(reg.asked) == 2
 
 
 def test_a_failed_resolution_keeps_the_served_digest_and_is_reported():
