@@ -28,10 +28,11 @@ from tinymodel import build_adapter, build_tiny_model
 
 registry = registry_fixture()
 ADAPTER = "alpha"
-#: From the kubelet's swap to the new set in /v1/models: the watch polls every 0.5 s, then the tag is
-#: resolved, the adapter fetched and loaded (about 1.2 s in bench/adapters/reload.py on these cores).
-#: Generous, for a machine shared with other jobs; the measured figure is printed.
-CHANGE_BOUND_S = 20
+#: From the kubelet's swap to the new set in /v1/models: the watch polls every 0.5 s, the head redeploys
+#: the user_config, the replica resolves the tag, fetches and loads the adapter (about 1.2 s with
+#: `kaito up -f` in bench/adapters/reload.py on idle cores; 7.6 s and 10.4 s here at load 6-10 on the
+#: shared 2 cores). Generous for that reason; the measured figure is printed.
+CHANGE_BOUND_S = 30
 #: A Serve replica's process name as the kernel keeps it (15 characters).
 SERVE_REPLICA_COMM = "ray::ServeRepli"
 
