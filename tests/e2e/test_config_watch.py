@@ -30,7 +30,7 @@ registry = registry_fixture()
 ADAPTER = "alpha"
 #: From the kubelet's swap to the new set in /v1/models: the watch polls every 0.5 s, the head redeploys
 #: the user_config, the replica resolves the tag, fetches and loads the adapter (about 1.2 s with
-#: `kaito up -f` in bench/adapters/reload.py on idle cores; 7.6 s and 10.4 s here at load 6-10 on the
+#: `kaito up -f` in bench/adapters/reload.py on idle cores; 7.6-10.4 s here at load 6-22 on the
 #: shared 2 cores). Generous for that reason; the measured figure is printed.
 CHANGE_BOUND_S = 30
 #: A Serve replica's process name as the kernel keeps it (15 characters).
