@@ -26,7 +26,7 @@ DEFAULT_STRENGTH = 1.0
 #: Served adapter names: what clients put in `model` (KAITO allows any case and dots).
 ADAPTER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 #: ServeArgs fields a running endpoint applies live (Serve reconfigure); changing them restarts nothing.
-LIVE_FIELDS = frozenset({"adapters", "adapter_refresh"})
+LIVE_FIELDS = frozenset({"adapters", "adapter_refresh", "adapter_resolve_interval_s"})
 
 
 class ServeArgsError(ValueError):
@@ -59,8 +59,11 @@ class ServeArgs(BaseModel):
     max_adapters: int = Field(default=64, ge=0, description="bound of the registered adapter set")
     max_resident_adapters: int = Field(default=8, ge=1, description=(
         "adapters loaded in memory at once per replica; the least recently used is evicted"))
+    adapter_cold_wait_s: float = Field(default=2.0, ge=0, description=(
+        "how long a request for a non-resident adapter waits, while every resident adapter has running "
+        "requests, before the least recently used one stops taking new requests so it can be evicted for it"))
     adapter_resolve_interval_s: float = Field(default=60.0, ge=0, description=(
-        "how often adapter tags are re-resolved to digests, in seconds; 0 = never"))
+        "how often adapter tags are re-resolved to digests, in seconds; 0 = never; applied live"))
     adapter_refresh: str | None = Field(default=None, description=(
         "opaque token copied from the Workspace annotation kaito.sh/adapter-refresh; a change means "
         "'re-resolve adapter tags now'"))

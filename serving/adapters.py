@@ -6,6 +6,11 @@ Two tiers, each bounded:
 - resident (at most `max_resident_adapters`): attached to the running model. A request for a
   registered adapter that is not resident waits for its load (other sequences keep stepping); the
   least recently used resident adapter with no running sequence is evicted to make room.
+- fairness: when every resident adapter always has running requests, none is ever idle. A cold load
+  that has waited `cold_wait_s` (ServeArgs adapter_cold_wait_s) drains one resident adapter for
+  itself, the least recently used: new requests for it wait (as for a cold load) while its running
+  ones finish, and then it is the one evicted. So a cold load waits at most about cold_wait_s plus
+  the drained adapter's longest running request plus its own load, and is never refused.
 
 Threads: set changes (apply, load, unload, residency) run one at a time on the "adapter-loader"
 thread, which fetches and reads files there; it hands the model changes to the engine thread as
@@ -24,6 +29,7 @@ import asyncio
 import hashlib
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -75,6 +81,7 @@ class Entry:
     key: str | None = None  # peft key while resident
     leases: int = 0
     removing: bool = False
+    draining: bool = False  # held for a cold load that waited too long: no new leases, evicted once idle
     gone: Future = field(default_factory=Future)  # done once detached after an unload
 
     @property
@@ -113,13 +120,14 @@ def local_digest(path: Path) -> str:
 
 
 class AdapterRegistry:
-    def __init__(self, engine, *, base_name: str, max_adapters: int = 64, max_resident: int = 8, metrics=None,
-                 fetcher: Callable[[Spec], Version] = fetch):
+    def __init__(self, engine, *, base_name: str, max_adapters: int = 64, max_resident: int = 8,
+                 cold_wait_s: float = float("inf"), metrics=None, fetcher: Callable[[Spec], Version] = fetch):
 
         self.engine = engine
         self.slots = Slots(engine.runner)
         self.base_name = base_name
         self.max_adapters, self.max_resident = max_adapters, max_resident
+        self.cold_wait_s = cold_wait_s  # how long a cold load waits before it drains one (inf: never)
         self.metrics = metrics
         self._fetch = fetcher
         self._shapes = linear_shapes(engine.runner.model)
@@ -130,6 +138,8 @@ class AdapterRegistry:
         self._lru: OrderedDict[int, Entry] = OrderedDict()  # resident entries (removing ones until detached)
         self._bytes: dict[str, int] = {}  # peft key -> bytes (engine thread)
         self._freed: Future = Future()  # done when a lease is released (a resident slot may be free)
+        self._overdue: dict[str, int] = {}  # non-resident name -> its requests waiting past cold_wait_s
+        self._drains: dict[str, Entry] = {}  # non-resident name -> the resident entry drained for it
         self._combined: tuple[str | None, tuple] = (None, ())  # (peft key, what it was built from)
         self._keys = itertools.count()
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapter-loader")
@@ -273,6 +283,8 @@ class AdapterRegistry:
             if e is None or e.version is None:
                 return "retry", None
             if e.key is not None:
+                if lease and e.draining:
+                    return "full", e  # drained for a cold load: wait, then load again
                 if lease:
                     e.leases += 1
                     self._lru.move_to_end(id(e))
@@ -281,10 +293,14 @@ class AdapterRegistry:
             if len(self._lru) >= self.max_resident:
                 if not evict:
                     return "skipped", e
-                victim = next((v for v in self._lru.values() if v.leases == 0 and not v.removing), None)
+                idle = [v for v in self._lru.values() if v.leases == 0 and not v.removing]
+                mine = self._drains.get(name)  # drained for this load: take it before the others
+                victim = mine if any(v is mine for v in idle) else next(
+                    (v for v in idle if not v.draining), idle[0] if idle else None)
                 if victim is None:
                     return "full", e
                 self._lru.pop(id(victim))
+                victim.draining = False
                 gone_key, victim.key = victim.key, None  # a new request for it now waits for a load
             version = e.version
         started = time.perf_counter()
@@ -386,28 +402,76 @@ class AdapterRegistry:
 
     async def acquire(self, name: str) -> Callable[[], None]:
         """Hold `name` resident while a request runs on it (waiting for its load); returns the release."""
-        while True:
-            with self._lock:
-                e = self._entries.get(name)
-                if e is None or e.version is None:
-                    raise ModelNotFound(f"model {name!r} does not exist", param="model")
-                if e.key is not None:
-                    e.leases += 1
-                    self._lru.move_to_end(id(e))
-                    return lambda: self._release(e)
-                freed = self._freed
-            # each waiting request asks for its own load-and-lease; the loader thread runs them in order
-            load = self._loader.submit(self._make_resident, name, lease=True)
-            try:
-                outcome, entry = await asyncio.shield(asyncio.wrap_future(load))
-            except asyncio.CancelledError:  # the client left: give back the lease the loader takes for it
-                load.add_done_callback(lambda f: not f.exception() and f.result()[0] == "leased"
-                                       and self._release(f.result()[1]))
-                raise
-            if outcome == "leased":
-                return lambda: self._release(entry)
-            if outcome == "full":
-                await asyncio.shield(asyncio.wrap_future(freed))
+        since, overdue = None, False
+        try:
+            while True:
+                with self._lock:
+                    e = self._entries.get(name)
+                    if e is None or e.version is None:
+                        raise ModelNotFound(f"model {name!r} does not exist", param="model")
+                    if e.key is not None and not e.draining:
+                        e.leases += 1
+                        self._lru.move_to_end(id(e))
+                        return lambda: self._release(e)
+                    freed = self._freed
+                # each waiting request asks for its own load-and-lease; the loader thread runs them in order
+                load = self._loader.submit(self._make_resident, name, lease=True)
+                try:
+                    outcome, entry = await asyncio.shield(asyncio.wrap_future(load))
+                except asyncio.CancelledError:  # the client left: give back the lease the loader takes for it
+                    load.add_done_callback(lambda f: not f.exception() and f.result()[0] == "leased"
+                                           and self._release(f.result()[1]))
+                    raise
+                if outcome == "leased":
+                    return lambda: self._release(entry)
+                if outcome == "full":
+                    now = time.monotonic()
+                    since = now if since is None else since
+                    if not overdue and now - since >= self.cold_wait_s:
+                        overdue = True
+                        self._wait_overdue(name, +1)
+                    if overdue:
+                        self._drain_for(name, now - since)
+                    try:  # a release, or the moment this wait becomes overdue
+                        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(freed)), None if overdue or
+                                               math.isinf(self.cold_wait_s) else since + self.cold_wait_s - now)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            if overdue:
+                self._wait_overdue(name, -1)
+
+    def _wait_overdue(self, name: str, delta: int) -> None:
+        """Count the requests for `name` waiting past cold_wait_s; when none is left (loaded, or the
+        clients left), the adapter drained for it takes new requests again."""
+        with self._lock:
+            n = self._overdue[name] = self._overdue.get(name, 0) + delta
+            if n > 0:
+                return
+            del self._overdue[name]
+            drained = self._drains.pop(name, None)
+            if drained is None or not drained.draining:
+                return
+            drained.draining = False
+            freed, self._freed = self._freed, Future()
+        freed.set_result(None)  # its own waiting requests look again
+
+    def _drain_for(self, name: str, waited: float) -> None:
+        """Make sure one resident adapter drains for the overdue cold load of `name`: the least recently
+        used one not removed, not already drained for another load."""
+        with self._lock:
+            held, wanted = self._drains.get(name), self._entries.get(name)
+            if held is not None and held.draining and held.key is not None:
+                return
+            if wanted is None or wanted.key is not None:
+                return  # gone, or resident but itself drained: it waits for its own eviction first
+            victim = next((v for v in self._lru.values() if not v.removing and not v.draining), None)
+            if victim is None:
+                return
+            victim.draining = True
+            self._drains[name] = victim
+        log.info("adapter %s drains for %s, whose load waited %.1fs with every resident adapter busy",
+                 victim.name, name, waited)
 
     def _release(self, e: Entry) -> None:
         with self._lock:

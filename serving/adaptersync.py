@@ -7,10 +7,12 @@ fetch and the swap happen afterwards, on the replica's event loop, one round at 
 
 An adapter given by tag (`oci://REGISTRY/REPO:TAG`) is resolved to its manifest digest and served
 pinned as `REPO:TAG@sha256:...`; it is resolved again every `adapter_resolve_interval_s`, at once when
-`adapter_refresh` changes, and on every config change. A new digest under the tag is a changed source,
-which `Service.apply_adapters` swaps between engine steps. A tag that cannot be resolved keeps its
-last digest serving; the failure is logged, counted and listed in `problems` (a tag never resolved is
-passed on unpinned, so the fetch itself fails and /v1/models marks that adapter unavailable).
+`adapter_refresh` changes, and on every change of the adapter set. The interval is live too: a change of
+it alone resolves nothing at once, it moves the next resolution to the last one plus the new interval.
+A new digest under the tag is a changed source, which `Service.apply_adapters` swaps between engine
+steps. A tag that cannot be resolved keeps its last digest serving; the failure is logged, counted and
+listed in `problems` (a tag never resolved is passed on unpinned, so the fetch itself fails and
+/v1/models marks that adapter unavailable).
 """
 from __future__ import annotations
 
@@ -90,6 +92,7 @@ class AdapterSync:
         self._kick = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._next_resolve = float("inf")
+        self._resolved_at: float | None = None  # when tags were last resolved (the period counts from it)
 
     # ---- input ------------------------------------------------------------------------------
     def submit(self, hot: dict[str, Any]) -> bool:
@@ -101,8 +104,10 @@ class AdapterSync:
             return False
         old = self._desired
         self._desired = new
-        if old is None or old != new:
+        if old is None or (old.adapters, old.refresh) != (new.adapters, new.refresh):
             self._resolve_now = True  # a new set or a refresh bump: look at the tags again now
+        elif old.resolve_interval_s != new.resolve_interval_s:
+            self._schedule()  # a new period, counted from the last resolution
         self._wake()
         return True
 
@@ -111,7 +116,7 @@ class AdapterSync:
         here fails the replica's start (there is no older set to keep serving)."""
         self._desired = HotArgs.parse(self._static, hot)
         self.applied = await self._specs(self._desired, resolve=True)
-        self._schedule()
+        self._schedule(resolved=True)
         return self.applied
 
     def start(self) -> None:
@@ -131,10 +136,13 @@ class AdapterSync:
     def _wake(self) -> None:
         self._kick.set()
 
-    def _schedule(self) -> None:
+    def _schedule(self, *, resolved: bool = False) -> None:
+        """Set the next periodic resolution: `resolved` says tags were resolved just now."""
+        if resolved or self._resolved_at is None:
+            self._resolved_at = self._clock()
         d = self._desired
         tags = d is not None and any(tag_of(a.source) for a in d.adapters)
-        self._next_resolve = (self._clock() + d.resolve_interval_s
+        self._next_resolve = (self._resolved_at + d.resolve_interval_s
                               if tags and d.resolve_interval_s > 0 else float("inf"))
 
     async def _run(self) -> None:
@@ -166,7 +174,7 @@ class AdapterSync:
         self._resolve_now = False
         specs = await self._specs(d, resolve=due)
         if due:
-            self._schedule()
+            self._schedule(resolved=True)
         changed = specs != self.applied
         if changed:
             log.info("applying adapters: %s", ", ".join(f"{a.name}={a.source}" for a in specs) or "(none)")

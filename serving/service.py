@@ -101,7 +101,8 @@ class Service:
                                          compile_decode=a.compile_decode, **chunk)
         self.metrics.bind_engine(self.engine.stats)
         self.adapters = AdapterRegistry(self.engine, base_name=r.served_model_name, max_adapters=a.max_adapters,
-                                        max_resident=a.max_resident_adapters, metrics=self.metrics)
+                                        max_resident=a.max_resident_adapters, cold_wait_s=a.adapter_cold_wait_s,
+                                        metrics=self.metrics)
         specs = list(a.adapters) or None  # the initial set, then any set applied while it loaded
         while True:
             if specs is not None:  # a failed adapter is served as unavailable, never fatal

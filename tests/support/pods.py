@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -48,11 +49,16 @@ ADAPTATIONS = (
     "stop (pod deletion): SIGTERM, then SIGKILL after terminationGracePeriodSeconds (default 30 s), as the"
     " kubelet does; no preStop hooks",
     "emptyDir (also medium: Memory) is a host directory owned by fsGroup; no sizeLimit",
+    "configMap/secret volumes are written as the kubelet's atomic writer does (..data symlink swap);"
+    " a changed ConfigMap reaches a running pod only when the test calls update_config_map (the kubelet's"
+    " sync period, up to about a minute, is not modelled)",
     "persistentVolumeClaim: the host directory the test binds to the claim name (claims=), kept across pods"
     " as a bound PersistentVolume is; owned by fsGroup",
     "extra env: KAITO_INSECURE_REGISTRIES, so pulls from the test registry use plain HTTP on loopback",
     "termination message: FallbackToLogsOnError reads the last 80 log lines, at most 2048 bytes (kubelet's rule)",
 )
+#: The symlink the kubelet's atomic writer swaps to a ConfigMap or Secret volume's current payload.
+DATA_LINK = "..data"
 #: The kubelet's tail for FallbackToLogsOnError.
 LOG_LINES, LOG_BYTES = 80, 2048
 MAX_RESTARTS = 2
@@ -120,16 +126,7 @@ class PodRunner:
                 if ref not in store:
                     raise PodFailed(f"pod {self.name}: volume {name} refers to missing "
                                     f"{'ConfigMap' if 'configMap' in vol else 'Secret'} {ref}")
-                data = _data(store[ref])
-                items = src.get("items") or [{"key": k, "path": k} for k in sorted(data)]
-                mode = int(src.get("defaultMode", 0o644))
-                for item in items:
-                    target = path / item["path"]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(data[item["key"]])
-                    if group:
-                        shutil.chown(target, group=group)
-                    target.chmod(mode)
+                self._write_projected(path, src, store[ref], group)
             elif "persistentVolumeClaim" in vol:
                 claim = vol["persistentVolumeClaim"]["claimName"]
                 if claim not in self.claims:
@@ -143,6 +140,52 @@ class PodRunner:
                 raise PodFailed(f"pod {self.name}: volume {name}: only emptyDir, configMap, secret and"
                                 " persistentVolumeClaim are supported")
             self._volumes[name] = path
+
+    def _write_projected(self, path: Path, src: Obj, obj: Obj, group: int) -> None:
+        """Write a ConfigMap or Secret volume as the kubelet's atomic writer does: the payload in a fresh
+        `..<timestamp>` directory, the `..data` symlink swapped to it with one rename, and each top-level
+        name a symlink through `..data`. A reader opening a file by path sees the old or the new
+        version whole, never a mix; the watched path's own inode never changes."""
+        data = _data(obj)
+        items = src.get("items") or [{"key": k, "path": k} for k in sorted(data)]
+        mode = int(src.get("defaultMode", 0o644))
+        payload = Path(tempfile.mkdtemp(prefix=time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime()), dir=path))
+        payload.chmod(0o755)
+        for item in items:
+            target = payload / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data[item["key"]])
+            if group:
+                shutil.chown(target, group=group)
+            target.chmod(int(item.get("mode", mode)))
+        old = os.readlink(path / DATA_LINK) if (path / DATA_LINK).is_symlink() else None
+        tmp = path / f"{DATA_LINK}_tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(payload.name)
+        os.rename(tmp, path / DATA_LINK)  # the atomic swap
+        visible = {Path(item["path"]).parts[0] for item in items}
+        for entry in path.iterdir():  # names no longer in the payload go; new ones appear
+            if not entry.name.startswith("..") and entry.name not in visible:
+                entry.unlink()
+        for name in visible:
+            if not (path / name).is_symlink():
+                (path / name).symlink_to(f"{DATA_LINK}/{name}")
+        if old:
+            shutil.rmtree(path / old)
+
+    def update_config_map(self, obj: Obj) -> list[str]:
+        """The kubelet's periodic sync after a ConfigMap changed: every volume of this pod that projects
+        it is rewritten in place (atomic `..data` swap), which running containers see through their
+        mounts. Returns the volume names updated."""
+        name = obj["metadata"]["name"]
+        self.objects.config_maps[name] = obj
+        group = int((self.spec.get("securityContext") or {}).get("fsGroup") or 0)
+        done = []
+        for vol in self.spec.get("volumes") or []:
+            if (vol.get("configMap") or {}).get("name") == name:
+                self._write_projected(self._volumes[vol["name"]], vol["configMap"], obj, group)
+                done.append(vol["name"])
+        return done
 
     # -- containers -------------------------------------------------------------------------
     def _env(self, container: Obj) -> list[str]:

@@ -41,9 +41,9 @@ def test_the_registered_set_is_bounded_by_max_adapters():
 
 def test_restart_fields_leave_out_exactly_the_live_fields():
     args = ServeArgs(preset="tiny", adapters=[AdapterArg(**ADAPTER)], adapter_refresh="1", num_replicas=2)
-    assert LIVE_FIELDS == {"adapters", "adapter_refresh"}
+    assert LIVE_FIELDS == {"adapters", "adapter_refresh", "adapter_resolve_interval_s"}
     assert args.restart_fields() == {"preset": "tiny", "num_replicas": 2}
-    edited = args.model_copy(update={"adapters": [], "adapter_refresh": "2"})
+    edited = args.model_copy(update={"adapters": [], "adapter_refresh": "2", "adapter_resolve_interval_s": 5.0})
     assert edited.restart_fields() == args.restart_fields()
 
 

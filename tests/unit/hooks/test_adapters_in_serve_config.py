@@ -73,3 +73,21 @@ def test_a_change_serving_cannot_apply_live_still_rolls_the_pods():
     first, second = _children(ws), _children(private)
     hash_of = lambda objs: objs[("Deployment", name)]["spec"]["template"]["metadata"]["annotations"]  # noqa: E731
     assert hash_of(first) != hash_of(second)
+
+
+def test_the_pod_template_hash_leaves_out_every_live_field_and_covers_the_rest():
+    """A ConfigMap whose args differ only in live fields (contract LIVE_FIELDS) hashes like the original, so
+    the pod template does not change; any other argument changes the hash (and so rolls the pods)."""
+    from contract.serveargs import LIVE_FIELDS, AdapterArg, ServeArgs
+    from contract.serveconfig import ServeApplication, ServeConfig
+    from hooks.core.children.inference import restart_hash
+
+    def hashed(**args):
+        return restart_hash(ServeConfig(applications=[ServeApplication(args=ServeArgs(preset="tiny", **args))]))
+
+    live = {"adapters": [AdapterArg(name="a", source="oci://r.example/a:1")], "adapter_refresh": "2",
+            "adapter_resolve_interval_s": 5.0}
+    assert set(live) == LIVE_FIELDS
+    assert hashed(**live) == hashed()
+    assert hashed(adapter_resolve_interval_s=0) == hashed(adapter_resolve_interval_s=3600) == hashed()
+    assert hashed(max_resident_adapters=4) != hashed()

@@ -102,6 +102,60 @@ def test_a_refresh_bump_resolves_at_once_and_an_unchanged_digest_applies_nothing
     assert applied == [[("cap", f"{TAG}@{D2}", 1.0)]]
 
 
+def test_a_new_interval_alone_changes_the_period_from_the_last_resolution_without_resolving_now():
+    reg, clock = Registry({TAG: D1}), Clock()
+    sync, applied, _ = make(reg, clock)
+    cap = adapters(("cap", TAG, 1.0))
+
+    async def scenario():
+        await sync.initial(cap)  # resolved at t=100; the static period is 30 s
+        reg.tags[TAG] = D2
+        clock.now += 4
+        assert sync.submit({**cap, "adapter_resolve_interval_s": 5})
+        assert not await sync.round() and reg.asked == [TAG]  # a new period is not a refresh
+        clock.now += 2  # t=106: past the new period (100 + 5), long before the old one (130)
+        assert await sync.round() and reg.asked == [TAG, TAG]
+        clock.now += 4
+        assert not await sync.round() and len(reg.asked) == 2
+        clock.now += 1  # t=111: 5 s after the last resolution
+        assert not await sync.round() and len(reg.asked) == 3
+        assert sync.submit({**cap, "adapter_resolve_interval_s": 0})  # 0: never again
+        clock.now += 10_000
+        assert not await sync.round() and len(reg.asked) == 3
+
+    asyncio.run(scenario())
+    assert applied == [[("cap", f"{TAG}@{D2}", 1.0)]]
+
+
+def test_the_running_loop_takes_a_new_interval_without_a_restart():
+    """Through the loop a replica runs (real clock): the default 60 s period, shortened live to 0.6 s,
+    resolves nothing at once and then picks up the new digest 0.6 s after the first resolution."""
+    reg = Registry({TAG: D1})
+    seen = []
+
+    async def apply(specs):
+        seen.append(specs[0].source)
+
+    async def scenario():
+        sync = AdapterSync({"preset": "tiny"}, apply, ready=lambda: True, resolve=reg)
+        cap = adapters(("cap", TAG, 1.0))
+        await sync.initial(cap)
+        sync.start()
+        reg.tags[TAG] = D2
+        assert sync.submit({**cap, "adapter_resolve_interval_s": 0.6})
+        await asyncio.sleep(0.2)
+        early = list(reg.asked)
+        for _ in range(60):
+            if seen:
+                break
+            await asyncio.sleep(0.05)
+        await sync.close()
+        return early
+
+    assert asyncio.run(scenario()) == [TAG]  # the new period is not a refresh
+    assert seen == [f"{TAG}@{D2}"] and len(reg.asked) == 2
+
+
 def test_a_failed_resolution_keeps_the_served_digest_and_is_reported():
     reg, clock, marks = Registry({TAG: D1}), Clock(), []
     sync, applied, failures = make(reg, clock, marks=marks)

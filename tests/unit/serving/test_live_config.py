@@ -22,7 +22,7 @@ def test_hot_keys_leave_the_builder_args_for_the_user_config():
     assert static == {"preset": "tiny", "max_batch_size": 4}
     assert hot == {"adapters": ADAPTERS, "adapter_refresh": "r1"}
     assert split_args({"preset": "tiny"})[1] == {"adapters": []}  # reconfigure() always runs on a new replica
-    assert set(HOT_KEYS) == {"adapters", "adapter_refresh"}
+    assert set(HOT_KEYS) == {"adapters", "adapter_refresh", "adapter_resolve_interval_s"}
 
 
 def test_declarative_config_keeps_args_equal_across_adapter_edits():
@@ -44,6 +44,8 @@ def test_only_hot_key_changes_are_live_and_restart_keys_are_named():
     live = plan_reload(old, config(adapters=[], adapter_refresh="2"))
     assert live.live and live.restart_changes == []
     assert live.hot_changes == ["applications[default].args.adapter_refresh", "applications[default].args.adapters"]
+    period = plan_reload(old, config(adapters=ADAPTERS, adapter_resolve_interval_s=5))
+    assert period.live and period.hot_changes == ["applications[default].args.adapter_resolve_interval_s"]
     mixed = plan_reload(old, config(adapters=[], num_replicas=2, preset="phi-3-mini-4k-instruct"))
     assert not mixed.live
     assert mixed.restart_changes == ["applications[default].args.num_replicas", "applications[default].args.preset"]
