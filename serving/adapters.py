@@ -114,7 +114,8 @@ def local_digest(path: Path) -> str:
 
 class AdapterRegistry:
     def __init__(self, engine, *, base_name: str, max_adapters: int = 64, max_resident: int = 8, metrics=None,
-                 fetcher: Callable[[Spec], Version] = fetch):
+                 fetcher: Callable[[Spec], Version] = fetch,
+                 on_availability: Callable[[dict[str, str]], None] | None = None):
 
         self.engine = engine
         self.slots = Slots(engine.runner)
@@ -122,6 +123,7 @@ class AdapterRegistry:
         self.max_adapters, self.max_resident = max_adapters, max_resident
         self.metrics = metrics
         self._fetch = fetcher
+        self._on_availability = on_availability  # called with unavailable() after every change to it
         self._shapes = linear_shapes(engine.runner.model)
         self._dtype = next(engine.runner.model.parameters()).dtype
         self._budget = getattr(engine, "kv_budget", None)
@@ -153,6 +155,7 @@ class AdapterRegistry:
         for spec in wanted:
             report[spec.name] = self._put(spec)
         self._rebuild_combined()
+        self._availability_changed()
         return report
 
     def load_api(self, name: str, source: str) -> None:
@@ -438,6 +441,16 @@ class AdapterRegistry:
                 e.reason = reason
             elif e.reason == clears:
                 e.reason = None
+        self._availability_changed()
+
+    def unavailable(self) -> dict[str, str]:
+        """Adapter name -> why its wanted version does not serve (what /v1/models marks unavailable)."""
+        with self._lock:
+            return {e.name: e.reason for e in self._entries.values() if e.reason is not None}
+
+    def _availability_changed(self) -> None:
+        if self._on_availability is not None:
+            self._on_availability(self.unavailable())
 
     def names(self) -> list[str]:
         return list(self._entries)

@@ -17,7 +17,7 @@ from hooks.core.children.pod import WS_LABEL
 from hooks.core.children.tuning import TuningPlan
 from hooks.core.errors import INVALID_SPEC
 from hooks.core.settings import Settings
-from hooks.core.status import FALSE, TRUE, Cond, combined, pod_problem, render
+from hooks.core.status import FALSE, TRUE, Cond, adapters_condition, combined, pod_problem, render
 from hooks.core.validation import validate_workspace
 from metacontroller.api import Obj, group_key
 from metacontroller.apply import last_applied_children
@@ -140,8 +140,13 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
         infer = _inference_condition(inference.deployment_replicas(plan) if desired else {}, observed, ns, resource,
                                      pod_problem(pods, "InferenceReady"))
         conds = [resource, infer, combined("WorkspaceReady", [resource, infer], "workspaceReady", "workspace is ready")]
+    # Reported by our runtime on its pods; informational: the older set still serves, so InferenceReady and
+    # WorkspaceReady stay as they are, and the pods' own updates (related objects) bring the next sync.
+    reported = [adapters_condition(pods)] if desired and facts.adapters and not facts.is_tuning \
+        and facts.workspace.inference.template is None else []
 
-    status = {"workerNodes": sorted(selected), "conditions": render(conds, observed_conditions, now, generation)}
+    status = {"workerNodes": sorted(selected),
+              "conditions": render(conds + reported, observed_conditions, now, generation)}
     reply: Obj = {"status": status, "children": desired}
     if not (all(c.ok for c in conds) or _tuning_finished(job)):
         reply["resyncAfterSeconds"] = settings.pending_resync_seconds
