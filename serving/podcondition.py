@@ -157,7 +157,6 @@ class PodStatusReporter:
         import httpx
 
         failures = 0
-        ctx: ssl.SSLContext | None = None
         while not self._stop.is_set():
             self._wake.wait()
             if self._stop.is_set():
@@ -168,8 +167,8 @@ class PodStatusReporter:
             if wanted is None:
                 continue
             try:
-                if ctx is None:
-                    ctx = ssl.create_default_context(cafile=str(self.target.ca_file))
+                # the CA file is read on every attempt, as the token is: both are rotated in place
+                ctx = ssl.create_default_context(cafile=str(self.target.ca_file))
                 with httpx.Client(verify=ctx, timeout=self._timeout) as client:
                     self._report(client, wanted)
                 failures = 0
@@ -178,7 +177,6 @@ class PodStatusReporter:
                 failures += 1
                 log.warning("cannot set pod condition %s on %s/%s (retrying in %.0fs): %s", ADAPTERS_CONDITION,
                             self.target.namespace, self.target.pod, delay, e)
-                ctx = None if isinstance(e, (OSError, ssl.SSLError)) else ctx  # the CA may be rotated
                 if self._stop.wait(delay):
                     return
                 self._wake.set()  # try again with whatever is wanted by then
