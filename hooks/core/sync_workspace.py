@@ -123,6 +123,7 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
     have_children = bool(observed)
     worker_nodes = tuple(selected) if resource_ok else tuple(sorted(previous_nodes))
     desired: list[Obj] = []
+    reported: list[Cond] = []  # conditions that do not gate readiness or resyncs
 
     job = observed.get((JOB_KEY, f"{ns}/{name}"))  # tuning workspaces only; None otherwise
     if facts.is_tuning:
@@ -140,10 +141,10 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
         infer = _inference_condition(inference.deployment_replicas(plan) if desired else {}, observed, ns, resource,
                                      pod_problem(pods, "InferenceReady"))
         conds = [resource, infer, combined("WorkspaceReady", [resource, infer], "workspaceReady", "workspace is ready")]
-    # Reported by our runtime on its pods; informational: the older set still serves, so InferenceReady and
-    # WorkspaceReady stay as they are, and the pods' own updates (related objects) bring the next sync.
-    reported = [adapters_condition(pods)] if desired and facts.adapters and not facts.is_tuning \
-        and facts.workspace.inference.template is None else []
+        if desired and facts.adapters and plan.template is None:
+            # Our runtime's report on its pods; informational: the older set still serves, so InferenceReady
+            # and WorkspaceReady stay as they are, and a pod's change (a related object) brings the next sync.
+            reported.append(adapters_condition(pods))
 
     status = {"workerNodes": sorted(selected),
               "conditions": render(conds + reported, observed_conditions, now, generation)}
