@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import os
-import time
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,8 @@ import yaml
 
 import artifacts
 from serving.podcondition import find
-from tests.integration.serving.test_kaito_up import env, run_up
+from tests.integration.serving.test_kaito_up import run_up
+from tests.integration.serving.test_pod_status_reporter import wait_for
 from tests.support.apiserver import ApiServer
 from tests.support.registry import registry_fixture
 from tests.support.request_loop import PROMPT
@@ -39,15 +39,6 @@ def workspace(path: Path, image: str) -> dict:
     tmp.write_text(yaml.safe_dump(doc))
     os.replace(tmp, path)  # as an editor saves
     return doc
-
-
-def wait_for(predicate, timeout=30.0, what="it"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def complete(base: str) -> str:
