@@ -7,7 +7,8 @@ library, pydantic and pyyaml. Modules (each with its `__all__`):
 - `contract.serveargs`, `contract.serveconfig`: the Serve application's arguments and config file;
 - `contract.argv`, `contract.tuningjob`: the pod commands and the tuning Job interface;
 - `contract.ports`, `contract.paths`: ports, the cache's env var and the OCI scheme;
-- `contract.urlpolicy`: the one URL-safety policy.
+- `contract.urlpolicy`: the one URL-safety policy;
+- `contract.podstatus`: the pod condition the runtime sets for its adapters, and the names that let it.
 """
 
 __all__: list[str] = []

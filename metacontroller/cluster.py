@@ -33,6 +33,8 @@ KNOWN_TYPES = (
     ResourceType("v1", "ConfigMap", "configmaps", True),
     ResourceType("v1", "Secret", "secrets", True),
     ResourceType("v1", "Pod", "pods", True),
+    ResourceType("v1", "ServiceAccount", "serviceaccounts", True),
+    ResourceType("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", True),
     ResourceType("apps/v1", "Deployment", "deployments", True),
     ResourceType("batch/v1", "Job", "jobs", True),
     ResourceType("karpenter.sh/v1alpha5", "Machine", "machines", False),

@@ -121,7 +121,8 @@ def local_digest(path: Path) -> str:
 
 class AdapterRegistry:
     def __init__(self, engine, *, base_name: str, max_adapters: int = 64, max_resident: int = 8,
-                 cold_wait_s: float = float("inf"), metrics=None, fetcher: Callable[[Spec], Version] = fetch):
+                 cold_wait_s: float = float("inf"), metrics=None, fetcher: Callable[[Spec], Version] = fetch,
+                 on_availability: Callable[[dict[str, str]], None] | None = None):
 
         self.engine = engine
         self.slots = Slots(engine.runner)
@@ -130,6 +131,7 @@ class AdapterRegistry:
         self.cold_wait_s = cold_wait_s  # how long a cold load waits before it drains one (inf: never)
         self.metrics = metrics
         self._fetch = fetcher
+        self._on_availability = on_availability  # called with unavailable() after every change to it
         self._shapes = linear_shapes(engine.runner.model)
         self._dtype = next(engine.runner.model.parameters()).dtype
         self._budget = getattr(engine, "kv_budget", None)
@@ -163,6 +165,7 @@ class AdapterRegistry:
         for spec in wanted:
             report[spec.name] = self._put(spec)
         self._rebuild_combined()
+        self._availability_changed()
         return report
 
     def load_api(self, name: str, source: str) -> None:
@@ -502,6 +505,16 @@ class AdapterRegistry:
                 e.reason = reason
             elif e.reason == clears:
                 e.reason = None
+        self._availability_changed()
+
+    def unavailable(self) -> dict[str, str]:
+        """Adapter name -> why its wanted version does not serve (what /v1/models marks unavailable)."""
+        with self._lock:
+            return {e.name: e.reason for e in self._entries.values() if e.reason is not None}
+
+    def _availability_changed(self) -> None:
+        if self._on_availability is not None:
+            self._on_availability(self.unavailable())
 
     def names(self) -> list[str]:
         return list(self._entries)

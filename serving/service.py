@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
 
 from contract.serveargs import ADAPTER_API_TOKEN_ENV
 
+from . import podcondition
 from .config import ResolvedArgs, ServeArgs, parse_args, resolve
 from .engine import Engine
 from .errors import BadRequest, ModelNotFound, NotReady, Unauthorized
@@ -56,6 +57,7 @@ class Service:
         self.loaded: LoadedModel | None = None
         self.engine: Engine | None = None
         self.adapters: AdapterRegistry | None = None
+        self.pod_status: podcondition.PodStatusReporter | None = None
         self.error: str | None = None
         self.metrics = Metrics()
         self.ready = threading.Event()
@@ -100,9 +102,11 @@ class Service:
                                          kv_cache_bytes=a.kv_cache_bytes, prefix_cache=a.prefix_cache,
                                          compile_decode=a.compile_decode, **chunk)
         self.metrics.bind_engine(self.engine.stats)
+        self.pod_status = podcondition.from_environment()  # None outside a pod
         self.adapters = AdapterRegistry(self.engine, base_name=r.served_model_name, max_adapters=a.max_adapters,
                                         max_resident=a.max_resident_adapters, cold_wait_s=a.adapter_cold_wait_s,
-                                        metrics=self.metrics)
+                                        metrics=self.metrics,
+                                        on_availability=self.pod_status.update if self.pod_status else None)
         specs = list(a.adapters) or None  # the initial set, then any set applied while it loaded
         while True:
             if specs is not None:  # a failed adapter is served as unavailable, never fatal
@@ -259,6 +263,8 @@ class Service:
             self.adapters.shutdown()
         if self.engine is not None:
             self.engine.shutdown()
+        if self.pod_status is not None:
+            self.pod_status.close()
 
 
 def default_threads(replicas: int = 1) -> int:

@@ -8,11 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from contract.podstatus import ADAPTER_UNAVAILABLE, ADAPTERS_AVAILABLE, ADAPTERS_CONDITION
 from metacontroller.api import Obj
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 #: Fixed output order, so the list never reorders between syncs.
-ORDER = ("ResourceReady", "InferenceReady", "JobStarted", "WorkspaceSucceeded", "WorkspaceReady")
+ORDER = ("ResourceReady", "InferenceReady", "AdaptersReady", "JobStarted", "WorkspaceSucceeded", "WorkspaceReady")
 
 
 @dataclass(frozen=True)
@@ -132,3 +133,42 @@ def pod_problem(pods: Iterable[Mapping[str, Any]], type_: str) -> Cond | None:
             return Cond(type_, FALSE, POD_FAILED,
                         f"pod {name} failed ({st.get('reason') or 'Failed'}): {last_line(st.get('message'))}")
     return None
+
+
+# -- adapters, as the serving runtime reports them on its pods ---------------------------------------
+ADAPTERS_READY = "AdaptersReady"
+ADAPTERS_PENDING = "AdapterStatusUnknown"
+#: Longest AdaptersReady message (each pod's own message is bounded by the runtime too).
+ADAPTERS_MESSAGE_CHARS = 1500
+
+
+def adapters_condition(pods: Iterable[Mapping[str, Any]]) -> Cond:
+    """AdaptersReady from the pods' `kaito.sh/AdaptersAvailable` conditions (contract/podstatus.py),
+    which each serving runtime patches on its own pod: False while any pod serves an older set because
+    an adapter could not be fetched or loaded (the message names the pods, the adapters and why), True
+    once every reporting pod says so, Unknown while none has reported. Pods with the same message are
+    named together, in name order, so the same world always yields the same condition."""
+    failing: dict[str, list[str]] = {}
+    reported = False
+    for p in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("name") or ""):
+        meta = p.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            continue
+        c = next((c for c in (p.get("status") or {}).get("conditions") or [] if c.get("type") == ADAPTERS_CONDITION),
+                 None)
+        if c is None:
+            continue
+        reported = True
+        if c.get("status") == FALSE:
+            failing.setdefault(c.get("message") or c.get("reason") or "an adapter is unavailable", []).append(
+                meta.get("name", "?"))
+    if failing:
+        parts = [f"pod{'s' if len(names) > 1 else ''} {', '.join(names)}: {message}"
+                 for message, names in sorted(failing.items(), key=lambda kv: kv[1])]
+        text = "; ".join(parts)
+        if len(text) > ADAPTERS_MESSAGE_CHARS:
+            text = text[:ADAPTERS_MESSAGE_CHARS - 3] + "..."
+        return Cond(ADAPTERS_READY, FALSE, ADAPTER_UNAVAILABLE, text)
+    if reported:
+        return Cond(ADAPTERS_READY, TRUE, ADAPTERS_AVAILABLE, "every adapter is available on every serving pod")
+    return Cond(ADAPTERS_READY, UNKNOWN, ADAPTERS_PENDING, "no serving pod has reported its adapters yet")

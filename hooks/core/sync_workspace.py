@@ -17,7 +17,7 @@ from hooks.core.children.pod import WS_LABEL
 from hooks.core.children.tuning import TuningPlan
 from hooks.core.errors import INVALID_SPEC
 from hooks.core.settings import Settings
-from hooks.core.status import FALSE, TRUE, Cond, combined, pod_problem, render
+from hooks.core.status import FALSE, TRUE, Cond, adapters_condition, combined, pod_problem, render
 from hooks.core.validation import validate_workspace
 from metacontroller.api import Obj, group_key
 from metacontroller.apply import last_applied_children
@@ -123,6 +123,7 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
     have_children = bool(observed)
     worker_nodes = tuple(selected) if resource_ok else tuple(sorted(previous_nodes))
     desired: list[Obj] = []
+    reported: list[Cond] = []  # conditions that do not gate readiness or resyncs
 
     job = observed.get((JOB_KEY, f"{ns}/{name}"))  # tuning workspaces only; None otherwise
     if facts.is_tuning:
@@ -140,8 +141,13 @@ def sync(request: Obj, settings: Settings, now: str) -> Obj:
         infer = _inference_condition(inference.deployment_replicas(plan) if desired else {}, observed, ns, resource,
                                      pod_problem(pods, "InferenceReady"))
         conds = [resource, infer, combined("WorkspaceReady", [resource, infer], "workspaceReady", "workspace is ready")]
+        if desired and facts.adapters and plan.template is None:
+            # Our runtime's report on its pods; informational: the older set still serves, so InferenceReady
+            # and WorkspaceReady stay as they are, and a pod's change (a related object) brings the next sync.
+            reported.append(adapters_condition(pods))
 
-    status = {"workerNodes": sorted(selected), "conditions": render(conds, observed_conditions, now, generation)}
+    status = {"workerNodes": sorted(selected),
+              "conditions": render(conds + reported, observed_conditions, now, generation)}
     reply: Obj = {"status": status, "children": desired}
     if not (all(c.ok for c in conds) or _tuning_finished(job)):
         reply["resyncAfterSeconds"] = settings.pending_resync_seconds

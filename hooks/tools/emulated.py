@@ -41,7 +41,10 @@ def controllers(claim: ClaimApi) -> tuple[Obj, Obj]:
                        {"apiVersion": "apps/v1", "resource": "deployments", "updateStrategy": {"method": "InPlace"}},
                        {"apiVersion": "v1", "resource": "services", "updateStrategy": {"method": "InPlace"}},
                        {"apiVersion": "v1", "resource": "configmaps", "updateStrategy": {"method": "InPlace"}},
-                       {"apiVersion": "batch/v1", "resource": "jobs", "updateStrategy": {"method": "Recreate"}}],
+                       {"apiVersion": "batch/v1", "resource": "jobs", "updateStrategy": {"method": "Recreate"}},
+                       {"apiVersion": "v1", "resource": "serviceaccounts", "updateStrategy": {"method": "InPlace"}},
+                       {"apiVersion": "rbac.authorization.k8s.io/v1", "resource": "rolebindings",
+                        "updateStrategy": {"method": "InPlace"}}],
                    "hooks": _hooks("workspace")}}
     np = {"apiVersion": "metacontroller.k8s.io/v1alpha1", "kind": "CompositeController",
           "metadata": {"name": "kaito-nodeprovisioner"},

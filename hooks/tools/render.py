@@ -17,7 +17,8 @@ from hooks.core.settings import CLAIM_APIS, DEFAULT_CLAIM_API, DEFAULT_RUNTIME_I
 from metacontroller.api import Obj
 from metacontroller.apply import as_last_applied
 KINDS = (("karpenter.sh/v1alpha5", "Machine"), ("karpenter.sh/v1", "NodeClaim"), ("v1", "ConfigMap"),
-         ("v1", "Service"), ("apps/v1", "Deployment"), ("batch/v1", "Job"))
+         ("v1", "Service"), ("apps/v1", "Deployment"), ("batch/v1", "Job"), ("v1", "ServiceAccount"),
+         ("rbac.authorization.k8s.io/v1", "RoleBinding"))
 
 
 def _as_applied(obj: Obj) -> Obj:

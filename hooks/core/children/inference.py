@@ -2,7 +2,8 @@
 
 Names (DESIGN.md §4): Deployment `<ws>` (Ray head + Serve), Deployment `<ws>-worker` (count > 1),
 Service `<ws>` (80 -> 8000, plus 6379 when count > 1), ConfigMap `<ws>` (key serve_config.yaml,
-a contract.serveconfig.ServeConfig around contract.serveargs.ServeArgs).
+a contract.serveconfig.ServeConfig around contract.serveargs.ServeArgs), and ServiceAccount +
+RoleBinding `<ws>-runtime` through which the runtime reports its adapters on its pod (podaccess.py).
 
 Adapters are runtime state (issue 14): their list (name, oci:// source, strength) is in the Serve
 config only, and one generic init container (`adapter-prefetch`) fetches whatever the mounted
@@ -30,7 +31,7 @@ from contract.serveconfig import (
 from metacontroller.api import Obj
 from presets.facts import AdapterFacts, WorkspaceFacts
 
-from . import pod
+from . import pod, podaccess
 from .names import adapter_key
 
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -181,6 +182,7 @@ def _pod_spec(plan: ServingPlan, container: Obj) -> Obj:
                      "podAntiAffinity": pod.spread_one_per_node(plan.name)},
         "tolerations": pod.tolerations(),
         "securityContext": pod.pod_security(),
+        **podaccess.pod_spec_fields(plan.name),  # the runtime patches its adapters' condition on its pod
         "enableServiceLinks": False,
         "initContainers": [_prefetch(plan, prefetch_mounts)],
         "containers": [container],
@@ -189,7 +191,7 @@ def _pod_spec(plan: ServingPlan, container: Obj) -> Obj:
 
 
 def _env(plan: ServingPlan) -> list[Obj]:
-    env = pod.scratch_env(CACHE_DIR)
+    env = pod.scratch_env(CACHE_DIR) + podaccess.pod_env()
     if plan.facts.model_access_secret:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": plan.facts.model_access_secret,
                                                                        "key": "HF_TOKEN"}}})
@@ -274,7 +276,8 @@ def build(plan: ServingPlan) -> list[Obj]:
         return [template_deployment(plan)]
     config = serve_config(plan)
     config_hash = restart_hash(config)
-    out = [config_map(plan, config), head_deployment(plan, config_hash), service(plan)]
+    out = [config_map(plan, config), head_deployment(plan, config_hash), service(plan),
+           podaccess.service_account(plan.name), podaccess.role_binding(plan.name, plan.facts.namespace)]
     if plan.count > 1:
         out.append(worker_deployment(plan, config_hash))
     return out

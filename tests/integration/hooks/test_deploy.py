@@ -9,6 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from contract.podstatus import RUNTIME_CLUSTER_ROLE
 from hooks.tools.emulated import controllers
 from hooks.core.settings import CLAIM_APIS
 from tests.integration.hooks.hooks_harness import EXAMPLES, ROOT, crd_schemas
@@ -35,7 +36,8 @@ def test_overlay_builds_and_every_object_validates(overlay):
     kinds = sorted(o["kind"] for o in objs)
     assert kinds == sorted(["Namespace", "CustomResourceDefinition", "CustomResourceDefinition", "CompositeController",
                             "CompositeController", "ServiceAccount", "Deployment", "Service",
-                            "PodDisruptionBudget", "NodeProvisioner"])
+                            "PodDisruptionBudget", "NodeProvisioner", "ClusterRole", "ClusterRole",
+                            "ClusterRoleBinding"])
     schemas = crd_schemas()
     for obj in objs:
         if obj["apiVersion"].startswith(("metacontroller.k8s.io/", "kaito.sh/")):
@@ -63,6 +65,28 @@ def test_overlay_builds_and_every_object_validates(overlay):
         have = got[want["metadata"]["name"]]
         have["metadata"].pop("labels", None)
         assert have == want
+
+
+def test_serving_pods_may_patch_only_pod_status_and_metacontroller_may_bind_only_that_role():
+    objs = _build("nodeclaim")
+    roles = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ClusterRole"}
+    # the role each Workspace's RoleBinding names (contract) is shipped, and grants pods/status get/patch only
+    runtime = roles[RUNTIME_CLUSTER_ROLE]
+    assert runtime["rules"] == [{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get", "patch"]}]
+    mc = roles["kaito-metacontroller"]
+    binds = [r for r in mc["rules"] if "bind" in r["verbs"]]
+    assert binds == [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+                      "resourceNames": [RUNTIME_CLUSTER_ROLE], "verbs": ["bind"]}]
+    assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in mc["rules"])
+    granted = {res for r in mc["rules"] if "create" in r["verbs"] for res in r["resources"]}
+    assert granted == {"serviceaccounts", "rolebindings"}
+    [crb] = [o for o in objs if o["kind"] == "ClusterRoleBinding"]
+    assert crb["roleRef"]["name"] == "kaito-metacontroller"
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": "metacontroller", "namespace": "metacontroller"}]
+    # the Workspace controller owns what the hooks emit for that
+    [ws] = [o for o in objs if o["kind"] == "CompositeController" and o["metadata"]["name"] == "kaito-workspace"]
+    rules = {(r["apiVersion"], r["resource"]) for r in ws["spec"]["childResources"]}
+    assert {("v1", "serviceaccounts"), ("rbac.authorization.k8s.io/v1", "rolebindings")} <= rules
 
 
 def test_examples_match_our_crd_schema():

@@ -11,9 +11,11 @@ def test_render_prints_claims_children_and_a_ready_status(tmp_path, capsys):
     assert cli_render.main(["-f", str(path), "--claim-api", "machine"]) == 0
     docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
     kinds = [d.get("kind") for d in docs[:-1]]
-    assert kinds == ["Machine", "ConfigMap", "Service", "Deployment"]
+    assert kinds == ["Machine", "ConfigMap", "Service", "Deployment", "ServiceAccount", "RoleBinding"]
     conds = {c["type"]: c["status"] for c in docs[-1]["status"]["conditions"]}
-    assert conds == {"ResourceReady": "True", "InferenceReady": "True", "WorkspaceReady": "True"}
+    # no serving runtime runs in a render, so no pod has reported its adapters
+    assert conds == {"ResourceReady": "True", "InferenceReady": "True", "AdaptersReady": "Unknown",
+                     "WorkspaceReady": "True"}
     assert "controller-uid" not in docs[1]["metadata"]["labels"]
 
 
