@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,8 +31,6 @@ import torch.nn.functional as F
 
 from .errors import BadRequest
 from .facade import BASE
-
-log = logging.getLogger(__name__)
 
 _CONFIG = "adapter_config.json"
 _WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -59,6 +56,10 @@ class Weights:
     config: object  # peft LoraConfig (None for /chat's combination)
     modules: dict[str, tuple[torch.Tensor, torch.Tensor]]  # module path -> (A [r, in], B·scaling [out, r])
     nbytes: int  # in the model's dtype, as it will sit beside the weights
+
+    @classmethod
+    def of(cls, config, modules: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> "Weights":
+        return cls(config, modules, sum(a.nbytes + b.nbytes for a, b in modules.values()))
 
 
 def linear_shapes(model) -> dict[str, tuple[int, int]]:
@@ -94,7 +95,7 @@ def read(path: Path, shapes: dict[str, tuple[int, int]], dtype: torch.dtype) -> 
     _check_fits(pairs, shapes, config)
     modules = {m: (a.to(dtype), (b.float() * _scaling(config, m, a.shape[0])).to(dtype))
                for m, (a, b) in pairs.items()}
-    return Weights(config, modules, sum(a.numel() + b.numel() for a, b in modules.values()) * dtype.itemsize)
+    return Weights.of(config, modules)
 
 
 def _check_exact(config) -> None:
@@ -184,7 +185,8 @@ class Slots:
         if aid is None:
             return
         for module, site in list(self.sites.items()):
-            if site.remove(aid) and not site.layout:
+            site.remove(aid)
+            if not site.layout:
                 site.close()
                 del self.sites[module]
         self._publish()
@@ -201,8 +203,7 @@ class Slots:
                     pieces.append((p[0], p[1] * strength))
             if pieces:
                 modules[module] = (torch.cat([a for a, _ in pieces]), torch.cat([b for _, b in pieces], dim=1))
-        itemsize = next(iter(modules.values()))[0].element_size() if modules else 0
-        self.attach(key, Weights(None, modules, sum(a.numel() + b.numel() for a, b in modules.values()) * itemsize))
+        self.attach(key, Weights.of(None, modules))
 
     # -- routes ----------------------------------------------------------------------------------
     def unroute(self, adapter: str | None, key: str) -> None:
@@ -282,9 +283,9 @@ class _Site:
             at += r
         return None
 
-    def remove(self, aid: int) -> bool:
+    def remove(self, aid: int) -> None:
         if all(i != aid for i, _ in self.layout):
-            return False
+            return
         keep, at = [], 0
         for i, r in self.layout:
             if i != aid:
@@ -297,7 +298,6 @@ class _Site:
         else:
             self.a = self.b = None
         self._set_layout(layout)
-        return True
 
     def _set_layout(self, layout) -> None:
         self.layout = layout
