@@ -274,12 +274,13 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads of the server (default: its own)")
     p.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     p.add_argument("--rounds", type=int, default=None, help="load-to-first rounds and mixed phase pairs (5; --quick 3)")
+    p.add_argument("--seconds", type=float, default=None, help="seconds per load phase (10; --quick 4)")
     a = p.parse_args(argv)
     if a.serve:
         serve(int(a.serve[0]), json.loads(a.serve[1]))
         return 0
-    a.seconds, rounds = (4.0, 3) if a.quick else (10.0, 5)
-    a.rounds = a.rounds or rounds
+    seconds, rounds = (4.0, 3) if a.quick else (10.0, 5)
+    a.seconds, a.rounds = a.seconds or seconds, a.rounds or rounds
     work = Path(tempfile.mkdtemp(prefix="kaito-bench-adapters-"))
     results = {"prompt_len": PROMPT_LEN, "output_len": OUTPUT_LEN, "seconds_per_phase": a.seconds,
                "models": {m: bench_model(m, MODELS[m], work, a) for m in a.models}}
