@@ -19,9 +19,10 @@ during one. Requests hold a lease on their adapter while their sequences run: ev
 unleased adapters, and an unloaded adapter is detached after its last lease (new requests get 404
 at once). A failed fetch or check keeps the old version serving, marked unavailable with the reason.
 
-/chat's default is KAITO's combination of the configured adapters by strength (peft's
-add_weighted_adapter, "cat": exact, so strength 0 adds nothing). It is rebuilt whenever a member,
-its version or its strength changes; adapters loaded through the vLLM API are not members.
+/chat's default is KAITO's combination of the configured adapters by strength (serving.lora's
+`Slots.combine`: the members' LoRA ranks side by side, each scaled by its strength, as peft's
+add_weighted_adapter "cat" builds it: exact, so strength 0 adds nothing). It is rebuilt whenever a
+member, its version or its strength changes; adapters loaded through the vLLM API are not members.
 """
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ class Entry:
     spec: Spec
     version: Version | None = None  # what serves; None: never loaded
     reason: str | None = None  # why the wanted version is not serving
-    key: str | None = None  # peft key while resident
+    key: str | None = None  # its key in serving.lora.Slots while resident
     leases: int = 0
     removing: bool = False
     draining: bool = False  # held for a cold load that waited too long: no new leases, evicted once idle
@@ -138,11 +139,11 @@ class AdapterRegistry:
         self._lock = threading.RLock()
         self._entries: dict[str, Entry] = {}
         self._lru: OrderedDict[int, Entry] = OrderedDict()  # resident entries (removing ones until detached)
-        self._bytes: dict[str, int] = {}  # peft key -> bytes (engine thread)
+        self._bytes: dict[str, int] = {}  # key -> bytes (engine thread)
         self._freed: Future = Future()  # done when a lease is released (a resident slot may be free)
         self._overdue: dict[str, int] = {}  # non-resident name -> its requests waiting past cold_wait_s
         self._drains: dict[str, Entry] = {}  # non-resident name -> the resident entry drained for it
-        self._combined: tuple[str | None, tuple] = (None, ())  # (peft key, what it was built from)
+        self._combined: tuple[str | None, tuple] = (None, ())  # (key, what it was built from)
         self._keys = itertools.count()
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapter-loader")
 
@@ -215,7 +216,7 @@ class AdapterRegistry:
         if not same:
             try:
                 self._swap(old, version, weights)
-            except Exception as err:  # noqa: BLE001 - peft refused the weights: the old version serves on
+            except Exception as err:  # noqa: BLE001 - the weights could not be attached: the old version serves on
                 log.exception("adapter %s: swap failed", spec.name)
                 return self._failed(spec, old, f"cannot attach the new version: {err}")
         changed = not same or old.spec != spec or old.reason is not None
@@ -338,12 +339,12 @@ class AdapterRegistry:
 
     def _read(self, version: Version) -> Weights:
         if getattr(self.engine.runner, "static_decode", False):
-            # compile_decode captures the plain model's decode step; peft's mixed batches cannot run in it
+            # compile_decode captures the plain model's decode step; the per-row adapter selection is not in it
             raise AdapterError("adapters cannot be served with compile_decode on; turn compile_decode off")
         return read(version.path, self._shapes, self._dtype)
 
     def _new_key(self) -> str:
-        return f"a{next(self._keys)}"  # peft module keys cannot hold the dots KAITO allows in names
+        return f"a{next(self._keys)}"  # never reused: the prefix cache is keyed by it
 
     # -- engine thread: attach/detach with memory accounting -----------------------------------------
     def _attach(self, key: str, w: Weights) -> None:

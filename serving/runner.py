@@ -1,8 +1,8 @@
 """The torch side of continuous batching: one left-padded, batched KV cache over all running sequences.
 
 Why this and not transformers' own `generate_batch`/`ContinuousBatchingManager`: see docs/serving.md.
-In short, we need per-request sampling and seeds, token streaming, cancellation, peft's mixed-adapter
-batches (`adapter_names=`) and plain CPU support, all at once.
+In short, we need per-request sampling and seeds, token streaming, cancellation, mixed-adapter
+batches (serving/lora.py) and plain CPU support, all at once.
 
 Layout: a few "lanes", each a left-padded batch (class Lane): row i of a lane's cache belongs to
 its `rows[i]`; `mask` marks real positions, and each row carries its own `position_ids`, so a
@@ -23,6 +23,7 @@ graphs) reuses one graph per (rows, capacity). Prefill and adapter batches stay 
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Sequence as Seq
 
 import torch
@@ -42,14 +43,15 @@ class BatchRunner:
         self.model = model
         self.device = torch.device(device)
         self.pad = pad_token_id
-        # maps a Sequence.adapter to the peft adapter name ("__base__" = no adapter); None when not peft
+        # maps a Sequence.adapter to its adapter key ("__base__" = no adapter); None while none is attached
         self.adapter_names = adapter_names
+        self.lora = None  # the attached adapters' batched forward (serving.lora.Slots), with adapter_names
         self.lanes: list[Lane] = []
         self.generators: dict[int, torch.Generator] = {}
         self._default_gen = torch.Generator(device="cpu").manual_seed(default_seed)
         self.prefixes = prefix_cache
         self.partial: tuple[int, DynamicCache] | None = None  # (sequence id, its cache so far)
-        # peft's mixed-adapter batches group rows in Python per step: those stay eager
+        # mixed-adapter batches select rows per step outside the captured graph: those stay eager
         self.static_decode = compile_decode and adapter_names is None
         self._decode_forward = None
         if self.static_decode:
@@ -101,18 +103,20 @@ class BatchRunner:
             g = self.generators[s.id] = torch.Generator(device="cpu").manual_seed(s.params.seed + s.index)
         return g
 
-    def _adapter_kwargs(self, seqs: Seq[Sequence]) -> dict:
-        if self.adapter_names is None:
-            return {}
-        return {"adapter_names": [self.adapter_names[s.adapter] for s in seqs]}
+    def _adapter_rows(self, seqs: Seq[Sequence]):
+        """Serve each row of the next forward from its sequence's adapter (serving.lora.Slots.rows)."""
+        if self.adapter_names is None or not seqs:
+            return nullcontext()
+        return self.lora.rows([self.adapter_names[s.adapter] for s in seqs])
 
     def _adapter_key(self, s: Sequence) -> str | None:
         """The adapter a sequence's KV is computed under (prefix entries never cross adapters)."""
         return None if self.adapter_names is None else self.adapter_names[s.adapter]
 
     def _forward(self, ids, mask, pos, cache, seqs):
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                         use_cache=True, logits_to_keep=1, **self._adapter_kwargs(seqs))
+        with self._adapter_rows(seqs):
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                             use_cache=True, logits_to_keep=1)
         return out.logits[:, -1, :]
 
     def _plain_forward(self, ids, mask, pos, cache):

@@ -7,13 +7,15 @@ uvicorn around serving.api over serving.service.Service, adapter API on), loaded
   churn          concurrency 8 on the base and three adapters: a steady phase, then the same load while
                  adapters are added, swapped (new digest under the same name) and removed: failed
                  requests, broken streams (no [DONE]), p99 inter-token latency churn vs steady
-  mixed          8 distinct adapters mixed at concurrency 16 vs base-only at concurrency 16 (goal >= 0.75x)
+  mixed          8 distinct adapters mixed at concurrency 16 vs base-only at concurrency 16 (goal >= 0.75x),
+                 --rounds interleaved pairs of phases (the order alternating), the median of the ratios
   many           64 registered (8 adapter directories x 8 names): 8 resident vs 64 resident under
                  uniform random choice at concurrency 16; and the cold-load p50 (first token of a lone
                  request for a non-resident adapter) against a resident one
 
     .venv/bin/python bench/adapters/run.py            # both models
     .venv/bin/python bench/adapters/run.py --quick    # shorter phases
+    .venv/bin/python bench/adapters/run.py --scenarios mixed many   # only those
 
 Writes bench/results/adapters.json. Only the bench's server adds POST /bench/apply (Service.apply_adapters),
 the config path a Workspace edit takes.
@@ -39,6 +41,7 @@ sb = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sb)
 
 MODELS = {"tiny": {}, "27M": sb.MODEL_SHAPE}
+SCENARIOS = ("load", "churn", "mixed", "many")
 PROMPT_LEN, OUTPUT_LEN = 32, 32
 
 
@@ -183,18 +186,24 @@ async def churn(base: str, dirs: list[Path], prompts, seconds: float) -> dict:
             "itl_p50_steady_ms": 1e3 * sb.pct(steady_itl, 50), "itl_p50_swap_ms": 1e3 * sb.pct(swap_itl, 50)}
 
 
-async def mixed(base: str, dirs: list[Path], prompts, seconds: float) -> dict:
+async def mixed(base: str, dirs: list[Path], prompts, seconds: float, rounds: int) -> dict:
     import httpx
 
     names = [f"m{i}" for i in range(8)]
     async with httpx.AsyncClient(base_url=base, timeout=300) as admin:
         await post(admin, "/bench/apply", {"adapters": [{"name": n, "source": str(dirs[i % len(dirs)]),
                                                          "strength": 0.0} for i, n in enumerate(names)]})
-    only_base, t_base = await load_at(base, 16, seconds, lambda rng: "base", prompts)
-    mix, t_mix = await load_at(base, 16, seconds, lambda rng: rng.choice(names), prompts)
-    b, m = throughput(only_base, t_base), throughput(mix, t_mix)
-    return {"base_tokens_per_s": b, "mixed_tokens_per_s": m, "ratio": m / b,
-            "errors": sum("error" in r for r in only_base + mix)}
+    picks = {"base": lambda rng: "base", "mixed": lambda rng: rng.choice(names)}
+    tps: dict[str, list[float]] = {"base": [], "mixed": []}
+    errors = 0
+    for i in range(rounds):  # interleaved, the order alternating: load drift on a shared machine hits both
+        for arm in (("base", "mixed") if i % 2 == 0 else ("mixed", "base")):
+            res, t = await load_at(base, 16, seconds, picks[arm], prompts)
+            tps[arm].append(throughput(res, t))
+            errors += sum("error" in r for r in res)
+    ratios = [m / b for b, m in zip(tps["base"], tps["mixed"])]
+    return {"base_tokens_per_s": statistics.median(tps["base"]), "mixed_tokens_per_s": statistics.median(tps["mixed"]),
+            "ratio": statistics.median(ratios), "ratios": ratios, "errors": errors}
 
 
 async def many(base: str, dirs: list[Path], prompts, seconds: float, resident: int) -> dict:
@@ -239,17 +248,21 @@ def bench_model(label: str, shape: dict, work: Path, a) -> dict:
                 "max_queue": 64, "max_resident_adapters": resident, "max_adapters": 64, "num_threads": a.threads}
         with sb.Subprocess([sys.executable, str(Path(__file__).resolve()), "--serve", str(port), json.dumps(args)]):
             sb.wait_healthy(url)
-            if resident == 8:
+            if resident == 8 and "load" in a.scenarios:
                 print(f"== {label}: load-to-first", flush=True)
                 out["load_to_first"] = asyncio.run(load_to_first(url, dirs, prompts, a.rounds))
+            if resident == 8 and "churn" in a.scenarios:
                 print(f"== {label}: churn", flush=True)
                 out["churn"] = asyncio.run(churn(url, dirs, prompts, a.seconds))
+            if resident == 8 and "mixed" in a.scenarios:
                 print(f"== {label}: mixed", flush=True)
-                out["mixed"] = asyncio.run(mixed(url, dirs, prompts, a.seconds))
-            print(f"== {label}: many (resident {resident})", flush=True)
-            out[f"many_resident_{resident}"] = asyncio.run(many(url, dirs, prompts, a.seconds, resident))
-    out["many_ratio_8_vs_64_resident"] = (out["many_resident_8"]["tokens_per_s"]
-                                          / out["many_resident_64"]["tokens_per_s"])
+                out["mixed"] = asyncio.run(mixed(url, dirs, prompts, a.seconds, a.rounds))
+            if "many" in a.scenarios:
+                print(f"== {label}: many (resident {resident})", flush=True)
+                out[f"many_resident_{resident}"] = asyncio.run(many(url, dirs, prompts, a.seconds, resident))
+    if "many" in a.scenarios:
+        out["many_ratio_8_vs_64_resident"] = (out["many_resident_8"]["tokens_per_s"]
+                                              / out["many_resident_64"]["tokens_per_s"])
     return out
 
 
@@ -259,23 +272,37 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--threads", type=int, default=None, help="torch threads of the server (default: its own)")
+    p.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    p.add_argument("--rounds", type=int, default=None, help="load-to-first rounds and mixed phase pairs (5; --quick 3)")
+    p.add_argument("--seconds", type=float, default=None, help="seconds per load phase (10; --quick 4)")
     a = p.parse_args(argv)
     if a.serve:
         serve(int(a.serve[0]), json.loads(a.serve[1]))
         return 0
-    a.seconds, a.rounds = (4.0, 3) if a.quick else (10.0, 5)
+    seconds, rounds = (4.0, 3) if a.quick else (10.0, 5)
+    a.seconds, a.rounds = a.seconds or seconds, a.rounds or rounds
     work = Path(tempfile.mkdtemp(prefix="kaito-bench-adapters-"))
     results = {"prompt_len": PROMPT_LEN, "output_len": OUTPUT_LEN, "seconds_per_phase": a.seconds,
                "models": {m: bench_model(m, MODELS[m], work, a) for m in a.models}}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     for m, r in results["models"].items():
-        c = r["churn"]
-        print(f"{m}: load->first {r['load_to_first']['p50_s']:.2f}s p50 | churn: {c['failed']} failed, "
-              f"{c['broken_streams']} broken, ITL p99 swap/steady {c['itl_p99_ratio']:.2f}x | mixed/base "
-              f"{r['mixed']['ratio']:.2f}x | 64 reg: 8 vs 64 resident {r['many_ratio_8_vs_64_resident']:.2f}x, "
-              f"cold TTFT p50 {r['many_resident_8'].get('ttft_cold_p50_ms', float('nan')):.0f} ms "
-              f"(resident {r['many_resident_8'].get('ttft_resident_p50_ms', float('nan')):.0f} ms)")
+        line = [f"{m}:"]
+        if "load_to_first" in r:
+            line.append(f"load->first {r['load_to_first']['p50_s']:.2f}s p50")
+        if "churn" in r:
+            c = r["churn"]
+            line.append(f"churn: {c['failed']} failed, {c['broken_streams']} broken, ITL p99 swap/steady "
+                        f"{c['itl_p99_ratio']:.2f}x")
+        if "mixed" in r:
+            rounds = " ".join(f"{x:.2f}" for x in r["mixed"]["ratios"])
+            line.append(f"mixed/base {r['mixed']['ratio']:.2f}x (median of {rounds})")
+        if "many_resident_8" in r:
+            m8 = r["many_resident_8"]
+            line.append(f"64 reg: 8 vs 64 resident {r['many_ratio_8_vs_64_resident']:.2f}x, cold TTFT p50 "
+                        f"{m8.get('ttft_cold_p50_ms', float('nan')):.0f} ms "
+                        f"(resident {m8.get('ttft_resident_p50_ms', float('nan')):.0f} ms)")
+        print(" | ".join(line))
     print(f"wrote {RESULTS}")
     return 0
 

@@ -29,6 +29,24 @@ def attach_adapters(engine, specs, **kw):
     return registry
 
 
+def peft_model(base_dir, adapters, combine=None):
+    """An independent peft reference: a fresh copy of the base model from `base_dir` with every adapter
+    of `adapters` ({name: directory}) loaded by peft, plus `combine` [(name, strength)] as the adapter
+    "combined", built by peft's add_weighted_adapter ("cat", KAITO's strength combination)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    names = list(adapters)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), str(adapters[names[0]]),
+                                      adapter_name=names[0])
+    for name in names[1:]:
+        model.load_adapter(str(adapters[name]), adapter_name=name)
+    if combine:
+        model.add_weighted_adapter([n for n, _ in combine], [s for _, s in combine], "combined",
+                                   combination_type="cat")
+    return model.eval()
+
+
 SMALL_CONTEXT = 64
 
 

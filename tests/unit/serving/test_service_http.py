@@ -15,11 +15,26 @@ NAME = "tiny-llama"
 
 
 @pytest.fixture(scope="module")
-def svc(tmp_path_factory, llama_adapters):
+def model(tmp_path_factory):
     from tinymodel import build_tiny_model
 
     # a long context, so "endless" streams below really outlast the test (the tiny model is fast)
-    model = build_tiny_model(tmp_path_factory.mktemp("long") / "llama", architecture="llama", context_length=65536)
+    return build_tiny_model(tmp_path_factory.mktemp("long") / "llama", architecture="llama", context_length=65536)
+
+
+@pytest.fixture(scope="module")
+def chat_pipeline(svc, model, llama_adapters):
+    """transformers' text-generation pipeline over peft's own model with /chat's adapter (alpha at 1.0)."""
+    from transformers import pipeline
+
+    from .conftest import peft_model
+
+    peft = peft_model(model, {"alpha": llama_adapters["alpha"]})
+    return pipeline("text-generation", model=peft, tokenizer=svc.loaded.tokenizer)
+
+
+@pytest.fixture(scope="module")
+def svc(model, llama_adapters):
     s = Service({"model": str(model), "served_model_name": NAME, "max_batch_size": 2,
                  "max_queue": 1, "adapters": [{"name": "alpha", "source": str(llama_adapters["alpha"]),
                                                "strength": 1.0}]}, background=False)
@@ -33,11 +48,9 @@ def client(svc):
         yield c
 
 
-def test_chat_matches_a_transformers_pipeline_greedy(svc, client, tiny_models):
+def test_chat_matches_a_transformers_pipeline_greedy(svc, client, chat_pipeline):
     """KAITO's /chat is a text-generation pipeline: same text for max_length, return_full_text, cleanup."""
-    from transformers import pipeline
-
-    pipe = pipeline("text-generation", model=svc.loaded.model, tokenizer=svc.loaded.tokenizer)
+    pipe = chat_pipeline
     prompt = "The quick brown fox"
     n_prompt = len(svc.loaded.tokenizer(prompt)["input_ids"])
     for full in (True, False):
@@ -48,11 +61,9 @@ def test_chat_matches_a_transformers_pipeline_greedy(svc, client, tiny_models):
         assert got.json() == {"Result": "".join(w["generated_text"] for w in want)}
 
 
-def test_chat_defaults_are_kaitos(client, svc):
+def test_chat_defaults_are_kaitos(client, chat_pipeline):
     """Only do_sample is overridden: max_length=200 (prompt included), full text, no cleanup."""
-    from transformers import pipeline
-
-    pipe = pipeline("text-generation", model=svc.loaded.model, tokenizer=svc.loaded.tokenizer)
+    pipe = chat_pipeline
     prompt = "Hello there"
     r = client.post("/chat", json={"prompt": prompt, "generate_kwargs": {"do_sample": False}})
     want = pipe(prompt, max_length=200, do_sample=False, return_full_text=True, clean_up_tokenization_spaces=False)

@@ -45,7 +45,7 @@ def test_compiled_static_decode_matches_generate_through_joins_leaves_and_lanes(
 
 
 def test_adapters_are_refused_while_compile_decode_is_on_and_the_base_keeps_serving(tiny_models, llama_adapters):
-    # peft groups rows by adapter in Python each step, which the captured decode step cannot do
+    # the per-row adapter selection runs outside the captured decode step
     from serving.adapters import AdapterRegistry
 
     lm = load_model(str(tiny_models["llama"]))

@@ -15,7 +15,7 @@ from serving.kvbudget import PREFIX_FRACTION
 from serving.loading import load_model
 from serving.scheduler import SamplingParams
 
-from .conftest import attach_adapters
+from .conftest import attach_adapters, peft_model
 
 
 def greedy(n):
@@ -36,13 +36,14 @@ def random_prompt(lm, n, seed):
     return [rng.choice(vocab) for _ in range(n)]
 
 
-def reference(lm, ids, n, adapter=None, engine=None):
-    """One prompt alone through transformers' generate (under `adapter` of `engine`'s model when given)."""
+def reference(lm, ids, n, adapter=None, peft=None):
+    """One prompt alone through transformers' generate: the base model, or `adapter` of `peft`, an
+    independent peft model (conftest.peft_model; "__base__": its adapters disabled)."""
     import contextlib
 
-    model = lm.model if engine is None else engine.runner.model
-    if adapter != "__base__" and engine is not None:
-        model.set_adapter(engine.runner.adapter_names[adapter])  # the peft key serving that name
+    model = lm.model if peft is None else peft
+    if peft is not None and adapter != "__base__":
+        model.set_adapter(adapter)
     off = model.disable_adapter() if adapter == "__base__" else contextlib.nullcontext()
     with torch.inference_mode(), off:
         out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
@@ -114,7 +115,7 @@ def adapted(tiny_models):
     return load_model(str(tiny_models["llama"]))
 
 
-def test_a_prefix_cached_under_one_adapter_is_never_served_for_another(adapted, llama_adapters):
+def test_a_prefix_cached_under_one_adapter_is_never_served_for_another(adapted, tiny_models, llama_adapters):
     engine = Engine.from_loaded(adapted, max_running=8, max_queue=8, prefill_chunk=16, prefix_min_tokens=24)
     attach_adapters(engine, [("alpha", llama_adapters["alpha"], 1.0), ("beta", llama_adapters["beta"], 0.5)])
     prompt = random_prompt(adapted, 50, seed=4)
@@ -132,9 +133,10 @@ def test_a_prefix_cached_under_one_adapter_is_never_served_for_another(adapted, 
         assert hits_cold == 0 and hits == len(order)  # each adapter only ever hit its own entry
         assert warm == cold
         assert len(set(cold.values())) >= 3  # the adapters really differ on this prompt
-        assert cold["alpha"] == reference(adapted, prompt, 10, adapter="alpha", engine=engine)
-        assert cold["__base__"] == reference(adapted, prompt, 10, adapter="__base__", engine=engine)
-        assert cold[None] == reference(adapted, prompt, 10, adapter=None, engine=engine)
+        peft = peft_model(tiny_models["llama"], llama_adapters, combine=[("alpha", 1.0), ("beta", 0.5)])
+        assert cold["alpha"] == reference(adapted, prompt, 10, adapter="alpha", peft=peft)
+        assert cold["__base__"] == reference(adapted, prompt, 10, adapter="__base__", peft=peft)
+        assert cold[None] == reference(adapted, prompt, 10, adapter="combined", peft=peft)
     finally:
         engine.shutdown()
 
