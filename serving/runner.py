@@ -36,23 +36,23 @@ from .scheduler import Sequence, Step
 
 
 class BatchRunner:
-    def __init__(self, model, *, pad_token_id: int, device: str | torch.device = "cpu",
-                 adapter_names: dict[str | None, str] | None = None, default_seed: int = 0,
+    def __init__(self, model, *, pad_token_id: int, device: str | torch.device = "cpu", default_seed: int = 0,
                  prefix_cache: PrefixCache | None = None, compile_decode: bool = False,
                  compile_options: dict | None = None):
         self.model = model
         self.device = torch.device(device)
         self.pad = pad_token_id
-        # maps a Sequence.adapter to its adapter key ("__base__" = no adapter); None while none is attached
-        self.adapter_names = adapter_names
-        self.lora = None  # the attached adapters' batched forward (serving.lora.Slots), with adapter_names
+        # set by serving.lora.Slots while adapters are attached (never at construction): a map from a
+        # Sequence.adapter to its adapter key ("__base__" = no adapter), and the batched LoRA forward
+        self.adapter_names: dict[str | None, str] | None = None
+        self.lora = None
         self.lanes: list[Lane] = []
         self.generators: dict[int, torch.Generator] = {}
         self._default_gen = torch.Generator(device="cpu").manual_seed(default_seed)
         self.prefixes = prefix_cache
         self.partial: tuple[int, DynamicCache] | None = None  # (sequence id, its cache so far)
-        # mixed-adapter batches select rows per step outside the captured graph: those stay eager
-        self.static_decode = compile_decode and adapter_names is None
+        # adapters are refused while this is on (serving/adapters.py): the captured step has no row selection
+        self.static_decode = compile_decode
         self._decode_forward = None
         if self.static_decode:
             opts = COMPILE_OPTIONS["cuda" if self.device.type == "cuda" else "cpu"] if compile_options is None \
