@@ -27,6 +27,9 @@ DEPLOYMENT_NAME = "ModelServer"
 # Headroom above the engine's own bound, so the engine (not Serve) decides overload and answers 429.
 _ONGOING_HEADROOM = 16
 
+# Environment of every replica process: none yet (docs/serving.md, "Ray Serve's hop").
+REPLICA_ENV: dict[str, str] = {}
+
 # Serve's receive() raises TaskCancelledError once the proxy has cancelled a request whose client left
 _app = create_app(current, disconnect_errors=(TaskCancelledError,))
 
@@ -80,8 +83,13 @@ class ModelServer:
             pass
 
 
-def deployment_options(args: ServeArgs) -> dict[str, Any]:
+def deployment_options(args: ServeArgs, *, replica_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Serve's options for the deployment; `replica_env`: environment variables of each replica
+    process on top of REPLICA_ENV (Serve reads its RAY_SERVE_* knobs when the replica starts)."""
     actor: dict[str, Any] = {"num_cpus": args.cpus_per_replica}
+    env = {**REPLICA_ENV, **(replica_env or {})}
+    if env:
+        actor["runtime_env"] = {"env_vars": env}
     if args.gpus_per_replica:
         actor["num_gpus"] = args.gpus_per_replica
     opts: dict[str, Any] = {
@@ -100,6 +108,11 @@ def deployment_options(args: ServeArgs) -> dict[str, Any]:
 
 def build(args: dict[str, Any] | None = None) -> serve.Application:
     """Application builder: `args` is the `args:` map of the Serve config (`contract.serveargs.ServeArgs`)."""
+    return application(args)
+
+
+def application(args: dict[str, Any] | None = None, *, replica_env: dict[str, str] | None = None) -> serve.Application:
+    """`build`, with extra replica environment (benchmarks compare Serve's knobs side by side)."""
     parsed = parse_args(args)
     static, hot = split_args(args)
-    return ModelServer.options(**deployment_options(parsed), user_config=hot).bind(static)
+    return ModelServer.options(**deployment_options(parsed, replica_env=replica_env), user_config=hot).bind(static)

@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -125,11 +126,11 @@ def wait_healthy(base: str, timeout: float = 300) -> None:
 
 
 class Subprocess:
-    def __init__(self, cmd: list[str]):
-        self.cmd = cmd
+    def __init__(self, cmd: list[str], env: dict[str, str] | None = None):
+        self.cmd, self.env = cmd, env or {}
 
     def __enter__(self):
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **self.env})
         return self
 
     def __exit__(self, *exc):
@@ -140,42 +141,100 @@ class Subprocess:
             self.proc.kill()
 
 
-class RayTarget:
-    def __init__(self, args: dict, port: int):
-        self.args, self.port = args, port
+class RayServe:
+    """One embedded Ray + Serve for every ray target of a run: each target is its own application
+    under its own route prefix behind the one proxy (an idle application costs next to nothing).
+    Ray gets a logical CPU per application on top of the machine's, so each replica's
+    `cpus_per_replica` fits (torch threads follow the real cores: serving.service.default_threads)."""
+
+    def __init__(self, apps: int):
+        self.apps, self.port = apps, None
 
     def __enter__(self):
-        from ray import serve
-
         from serving import ray_local
-        from serving.app import build
 
-        ray_local.start(port=self.port, num_cpus=os.cpu_count() or 2)
-        serve.run(build(self.args), name="default", route_prefix="/")
+        self.port = free_port()
+        ray_local.start(port=self.port, num_cpus=(os.cpu_count() or 2) + self.apps)
         return self
 
     def __exit__(self, *exc):
         from serving import ray_local
 
+        self.port = None
         ray_local.stop()
 
 
-def target(name: str, model_dir: Path, port: int, threads: int | None, max_batch: int, engine_args: dict):
+class RayTarget:
+    def __init__(self, ray: RayServe, name: str, args: dict, env: dict[str, str]):
+        self.ray, self.name, self.args, self.env = ray, name, args, env
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.ray.port}/{self.name}"
+
+    def __enter__(self):
+        from ray import serve
+
+        from serving.app import application
+
+        serve.run(application(self.args, replica_env=self.env), name=self.name, route_prefix=f"/{self.name}")
+        return self
+
+    def __exit__(self, *exc):
+        pass  # ends with the Ray instance
+
+
+class ServerTarget(Subprocess):
+    def __init__(self, cmd: list[str], port: int, env: dict[str, str] | None = None):
+        super().__init__(cmd, env)
+        self.base = f"http://127.0.0.1:{port}"
+
+
+def parse_target(spec: str) -> tuple[str, int | None, dict[str, Any], dict[str, str]]:
+    """`NAME[@THREADS][+key=value...]` -> (kind, threads, server settings, environment). Lower-case
+    keys are Serve arguments of our servers (`ray+stream_interval_ms=100`); upper-case keys are
+    environment variables of that server's processes (`ray+RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0`:
+    the replica's; Ray-wide knobs such as the proxy's go in --ray-env)."""
+    head, *pairs = spec.split("+")
+    kind, _, pinned = head.partition("@")
+    if kind not in ("ray", "inproc", "baseline", "generate"):
+        raise SystemExit(f"--targets: unknown target {kind!r} in {spec!r}; expected ray, inproc, baseline or generate")
+    settings: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"--targets: {pair!r} in {spec!r} is not KEY=VALUE")
+        if key.isupper():
+            env[key] = value
+        else:
+            settings[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
+    if (settings or env) and kind not in ("ray", "inproc"):
+        raise SystemExit(f"--targets: {spec!r}: only ray and inproc take settings")
+    return kind, int(pinned) if pinned else None, settings, env
+
+
+def target(spec: str, index: int, model_dir: Path, threads: int | None, max_batch: int, engine_args: dict,
+           ray: RayServe):
     """threads=None: our servers as shipped (their default threads), the baseline on every core.
-    engine_args: serving settings for our two servers (unset ones keep their defaults)."""
-    pinned = ["--num-threads", str(threads)] if threads else []
-    if name == "ray":
+    engine_args: serving settings for our two servers (unset ones keep their defaults); a target's
+    own settings (`ray+key=value`) go on top."""
+    kind, pinned, settings, env = parse_target(spec)
+    threads = pinned or threads
+    settings = {**engine_args, **settings, **({"num_threads": threads} if threads else {})}
+    if kind == "ray":
         args = {"model": str(model_dir), "served_model_name": "bench", "max_batch_size": max_batch, "max_queue": 1024,
-                **engine_args}
-        return RayTarget({**args, "num_threads": threads} if threads else args, port)
-    if name == "inproc":
-        flags = [f"--{k.replace('_', '-')}={v}" for k, v in engine_args.items()]
-        return Subprocess([sys.executable, "-m", "serving.inprocess", "--model", str(model_dir), "--served-model-name",
-                           "bench", "--port", str(port), "--max-batch-size", str(max_batch), "--max-queue", "1024",
-                           *pinned, *flags])
-    return Subprocess([sys.executable, str(ROOT / "bench" / "serving" / "baseline_server.py"), "--model",
-                       str(model_dir), "--port", str(port),
-                       "--num-threads", str(threads or os.cpu_count() or 1)])
+                **settings}
+        return RayTarget(ray, f"t{index}", args, env)
+    port = free_port()
+    if kind == "inproc":
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
+        return ServerTarget([sys.executable, "-m", "serving.inprocess", "--model", str(model_dir), "--served-model-name",
+                             "bench", "--port", str(port), "--max-batch-size", str(max_batch), "--max-queue", "1024",
+                             *flags], port, env)
+    return ServerTarget([sys.executable, str(ROOT / "bench" / "serving" / "baseline_server.py"), "--model",
+                         str(model_dir), "--port", str(port),
+                         "--num-threads", str(threads or os.cpu_count() or 1)], port)
 
 
 def generate_anchor(model_dir: Path, prompts: list[str], a, threads: int | None):
@@ -244,19 +303,20 @@ def cpu_sweep(a) -> dict:
                                      ("prefill_chunk", a.prefill_chunk)) if v is not None}
     with contextlib.ExitStack() as stack:
         levels = {}  # target name -> function of c giving that level's row
-        for name in a.targets:  # with --rounds > 1 every target is up at once, and rounds alternate
-            kind, _, pinned = name.partition("@")
-            threads = int(pinned) if pinned else a.threads
+        ray = RayServe(sum(parse_target(name)[0] == "ray" for name in a.targets))
+        for index, name in enumerate(a.targets):  # with --rounds > 1 every target is up at once, and rounds alternate
+            kind, pinned, _, _ = parse_target(name)
             print(f"== {name}", flush=True)
             if kind == "generate":
-                levels[name] = generate_anchor(model_dir, prompts, a, threads)
+                levels[name] = generate_anchor(model_dir, prompts, a, pinned or a.threads)
             else:
-                port = free_port()
-                base = f"http://127.0.0.1:{port}"
-                stack.enter_context(target(kind, model_dir, port, threads, max(a.concurrency), engine_args))
-                wait_healthy(base)
-                asyncio.run(sweep_level(base, "bench", prompts, 2, 2, 4))  # warm-up
-                levels[name] = lambda c, base=base: asyncio.run(sweep_level(
+                if kind == "ray" and ray.port is None:
+                    stack.enter_context(ray)
+                t = stack.enter_context(target(name, index, model_dir, a.threads, max(a.concurrency), engine_args,
+                                               ray))
+                wait_healthy(t.base)
+                asyncio.run(sweep_level(t.base, "bench", prompts, 2, 2, 4))  # warm-up
+                levels[name] = lambda c, base=t.base: asyncio.run(sweep_level(
                     base, "bench", prompts, c, max(a.min_requests, c * a.requests_per_slot), a.output_len))
             if a.rounds == 1:
                 results["targets"][name] = [_measure(name, c, levels[name]) for c in a.concurrency]
@@ -297,10 +357,22 @@ RATIOS = [("ray", "baseline"), ("ray", "generate"), ("inproc", "generate"), ("ra
           ("generate@1", "generate@2")]
 
 
+def ratio_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """The fixed pairs present, then each variant against its plain target (`ray+k=v` / `ray`,
+    `ray@1` / `ray`) and each Ray variant against in-process."""
+    pairs = [(x, y) for x, y in RATIOS if x in names and y in names]
+    for name in names:
+        base = name.split("+")[0].split("@")[0]
+        for other in ([base] if base != name else []) + (["inproc"] if base == "ray" and name != "ray" else []):
+            if other in names and (name, other) not in pairs:
+                pairs.append((name, other))
+    return pairs
+
+
 def print_table(res: dict) -> None:
     t = res["targets"]
     names = list(t)
-    pairs = [(x, y) for x, y in RATIOS if x in t and y in t]
+    pairs = ratio_pairs(names)
     print("\nconcurrency | " + " | ".join(f"{n} tok/s" for n in names) + " | "
           + " | ".join(f"{x}/{y}" for x, y in pairs))
     res["ratios"] = {}
