@@ -183,11 +183,38 @@ class RayTarget:
     def __exit__(self, *exc):
         pass  # ends with the Ray instance
 
+    def cpu_parts(self) -> dict:
+        """This application's replica, the HTTP proxy, and the rest of Ray (controller, raylet, GCS,
+        agents); the shared ones are idle while another target runs. Other applications' replicas
+        are left out."""
+        import psutil
+
+        mine, proxy, rest = [], [], []
+        for p in psutil.Process().children(recursive=True):
+            try:
+                cmd = " ".join(p.cmdline())
+            except psutil.Error:
+                continue
+            if "serving.inprocess" in cmd or "baseline_server.py" in cmd:
+                continue
+            if "ServeReplica:" in cmd:
+                if f"ServeReplica:{self.name}:" in cmd:
+                    mine.append(p)
+            else:
+                (proxy if "ProxyActor" in cmd else rest).append(p)
+        return {"replica": mine, "proxy": proxy, "ray": rest}
+
 
 class ServerTarget(Subprocess):
     def __init__(self, cmd: list[str], port: int, env: dict[str, str] | None = None):
         super().__init__(cmd, env)
         self.base = f"http://127.0.0.1:{port}"
+
+    def cpu_parts(self) -> dict:
+        import psutil
+
+        root = psutil.Process(self.proc.pid)
+        return {"server": [root, *root.children(recursive=True)]}
 
 
 def parse_target(spec: str) -> tuple[str, int | None, dict[str, Any], dict[str, str]]:
@@ -316,8 +343,8 @@ def cpu_sweep(a) -> dict:
                                                ray))
                 wait_healthy(t.base)
                 asyncio.run(sweep_level(t.base, "bench", prompts, 2, 2, 4))  # warm-up
-                levels[name] = lambda c, base=t.base: asyncio.run(sweep_level(
-                    base, "bench", prompts, c, max(a.min_requests, c * a.requests_per_slot), a.output_len))
+                levels[name] = _with_cpu(t.cpu_parts, lambda c, base=t.base: asyncio.run(sweep_level(
+                    base, "bench", prompts, c, max(a.min_requests, c * a.requests_per_slot), a.output_len)))
             if a.rounds == 1:
                 results["targets"][name] = [_measure(name, c, levels[name]) for c in a.concurrency]
                 stack.close()
@@ -340,13 +367,39 @@ def _interleaved(a, levels) -> dict:
     return out
 
 
+def _cpu_s(procs) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except Exception:  # noqa: BLE001 - psutil.NoSuchProcess: it ended; its time is lost to both ends
+            pass
+    return total
+
+
+def _with_cpu(parts, level):
+    """The level's row plus the server side's CPU time per output token, by part (load-independent
+    where throughput is not: what a token costs, not how fast the shared machine ran it)."""
+    def measured(c: int) -> dict:
+        before = {k: _cpu_s(ps) for k, ps in parts().items()}
+        row = level(c)
+        tokens = row["output_tokens_per_s"] * row["duration_s"]
+        row["cpu_ms_per_token"] = {k: 1e3 * (_cpu_s(ps) - before[k]) / max(tokens, 1)
+                                   for k, ps in parts().items() if k in before}
+        return row
+    return measured
+
+
 def _measure(name: str, c: int, level, round_: int | None = None) -> dict:
     row = level(c)
     row["load_average"] = os.getloadavg()[0]
     tag = "" if round_ is None else f" round {round_}"
+    cpu = "".join(f" {k} {v:.2f}" for k, v in row.get("cpu_ms_per_token", {}).items())
     extra = "" if "ttft_p50_ms" not in row else (
         f"  ttft p50 {row['ttft_p50_ms']:7.1f} ms  tpot p50 {row['tpot_p50_ms']:6.1f} ms  "
-        f"p50 {row['latency_p50_ms']:8.1f} ms  p99 {row['latency_p99_ms']:8.1f} ms  errors {row['errors']}")
+        f"p50 {row['latency_p50_ms']:8.1f} ms  p99 {row['latency_p99_ms']:8.1f} ms  errors {row['errors']}"
+        f"  cpu ms/token:{cpu}")
     print(f"   {name:<10} c={c:<3}{tag} {row['output_tokens_per_s']:8.1f} tok/s{extra}  "
           f"(load {row['load_average']:.1f})", flush=True)
     return row
@@ -392,6 +445,42 @@ def print_table(res: dict) -> None:
     if "ray" in t and "inproc" in t and "latency_p50_ms" in t["ray"][0]:
         d = t["ray"][0]["latency_p50_ms"] - t["inproc"][0]["latency_p50_ms"]
         print(f"Ray Serve p50 overhead at concurrency {t['ray'][0]['concurrency']}: {d:+.1f} ms")
+
+
+def ray_idle(a) -> dict:
+    """The CPU an idle Ray Serve instance with our application takes, by process, over --idle-s
+    seconds (a tax on every token on a small machine; set Ray's knobs with --ray-env)."""
+    import psutil
+
+    from tinymodel import build_tiny_model
+
+    model_dir = build_tiny_model(Path(tempfile.mkdtemp(prefix="kaito-bench-")) / "model", architecture="llama",
+                                 seed=0, **MODEL_SHAPE)
+    with RayServe(1) as ray, RayTarget(ray, "t0", {"model": str(model_dir), "served_model_name": "bench"}, {}) as t:
+        wait_healthy(t.base)
+        time.sleep(5)
+        procs = psutil.Process().children(recursive=True)
+
+        def by_kind() -> dict[str, float]:
+            out: dict[str, float] = {}
+            for p in procs:
+                try:
+                    cmd = " ".join(p.cmdline())
+                except psutil.Error:
+                    continue
+                kind = next((k for k in ("ServeReplica", "ProxyActor", "ServeController", "gcs_server", "raylet",
+                                         "DashboardAgent", "dashboard.py", "log_monitor", "monitor.py")
+                             if k in cmd), "other")
+                out[kind] = out.get(kind, 0.0) + _cpu_s([p])
+            return out
+
+        before, start = by_kind(), time.perf_counter()
+        time.sleep(a.idle_s)
+        after, wall = by_kind(), time.perf_counter() - start
+    row = {k: 100 * (after[k] - before.get(k, 0.0)) / wall for k in after}
+    row["total"] = sum(row.values())
+    print("   idle CPU, % of one core: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()), flush=True)
+    return {"idle_cpu_percent": row, "ray_env": a.ray_env}
 
 
 # -- engine scenarios (in-process, no HTTP): chunked prefill and prefix reuse ---------------------
@@ -641,8 +730,10 @@ def main() -> None:
     p.add_argument("--stream-interval-ms", type=float, default=None, help="ray/inproc: default as shipped")
     p.add_argument("--prefill-chunk", type=int, default=None, help="ray/inproc: default as shipped (0 = whole)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--scenario", choices=["sweep", "long-join", "prefix", "engine"], default="sweep",
-                   help="engine: in-process engine vs generate on the same batch, no HTTP")
+    p.add_argument("--scenario", choices=["sweep", "long-join", "prefix", "engine", "ray-idle"], default="sweep",
+                   help="engine: in-process engine vs generate on the same batch, no HTTP; ray-idle: the CPU "
+                        "an idle Ray Serve instance takes, by process")
+    p.add_argument("--idle-s", type=float, default=30.0, help="ray-idle: seconds to measure")
     p.add_argument("--chunks", type=int, nargs="+", default=[0, 32, 256],
                    help="long-join: prefill chunk sizes to compare (0 = whole prompt), no per-row pace")
     p.add_argument("--paces", type=float, nargs="*", default=[2.0],
@@ -661,7 +752,8 @@ def main() -> None:
     if a.device == "cuda":
         res = {"gpu": gpu_bench(a)}
     elif a.scenario != "sweep":
-        run = {"long-join": long_join, "prefix": prefix_reuse, "engine": engine_vs_generate}[a.scenario]
+        run = {"long-join": long_join, "prefix": prefix_reuse, "engine": engine_vs_generate,
+               "ray-idle": ray_idle}[a.scenario]
         res = {a.scenario: run(a)}
         out = RESULTS.with_name(f"serving-{a.scenario}.json")
     else:
