@@ -27,9 +27,6 @@ DEPLOYMENT_NAME = "ModelServer"
 # Headroom above the engine's own bound, so the engine (not Serve) decides overload and answers 429.
 _ONGOING_HEADROOM = 16
 
-# Environment of every replica process: none yet (docs/serving.md, "Ray Serve's hop").
-REPLICA_ENV: dict[str, str] = {}
-
 # Serve's receive() raises TaskCancelledError once the proxy has cancelled a request whose client left
 _app = create_app(current, disconnect_errors=(TaskCancelledError,))
 
@@ -85,11 +82,11 @@ class ModelServer:
 
 def deployment_options(args: ServeArgs, *, replica_env: dict[str, str] | None = None) -> dict[str, Any]:
     """Serve's options for the deployment; `replica_env`: environment variables of each replica
-    process on top of REPLICA_ENV (Serve reads its RAY_SERVE_* knobs when the replica starts)."""
+    process (Serve reads its RAY_SERVE_* knobs when the replica starts; Serve merges them with the
+    application's runtime_env env_vars)."""
     actor: dict[str, Any] = {"num_cpus": args.cpus_per_replica}
-    env = {**REPLICA_ENV, **(replica_env or {})}
-    if env:
-        actor["runtime_env"] = {"env_vars": env}
+    if replica_env:
+        actor["runtime_env"] = {"env_vars": dict(replica_env)}
     if args.gpus_per_replica:
         actor["num_gpus"] = args.gpus_per_replica
     opts: dict[str, Any] = {

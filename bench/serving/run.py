@@ -8,7 +8,12 @@
 
 By default every target runs as shipped: our servers with their default threads (`kaito up`'s
 defaults), the baselines with every core of this machine; `--threads N` pins all of them to N, and
-`NAME@N` pins one target (`--targets inproc@1 inproc@2`). On a shared machine use `--rounds R`:
+`NAME@N` pins one target (`--targets inproc@1 inproc@2`). `NAME+key=value` sets a Serve argument of
+one of our servers, `NAME+KEY=value` an environment variable of its processes (`--targets ray
+ray+stream_interval_ms=100 ray+RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0`); Ray targets are
+applications of one Ray instance. Every HTTP row also gives the server side's CPU time per output
+token by part (replica, proxy, rest of Ray; or the in-process server), which a shared machine's
+load moves far less than throughput. On a shared machine use `--rounds R`:
 every target is up at once and each level runs R rounds alternating between targets; the table
 gives the median of the per-round ratios (each round's load average is in the JSON).
 
@@ -714,7 +719,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke test: concurrency 1 and 4, short outputs")
     p.add_argument("--targets", nargs="+", default=["ray", "inproc", "baseline", "generate"],
-                   help="ray, inproc, baseline, generate; NAME@N pins that one to N torch threads")
+                   help="ray, inproc, baseline, generate; NAME@N pins that one to N torch threads; "
+                        "ray/inproc+key=value a Serve argument, +KEY=value an environment variable")
     p.add_argument("--ray-env", nargs="*", default=[], metavar="KEY=VALUE",
                    help="environment for the embedded Ray instance (e.g. Serve's RAY_SERVE_* knobs)")
     p.add_argument("--rounds", type=int, default=1,
