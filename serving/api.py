@@ -338,13 +338,15 @@ async def _sse(svc, stream, rid, created, req, kind, n_prompt, include_usage, pr
                 yield chunk(i, None, None, role=True)
             elif prefix:
                 yield chunk(i, prefix, None)
-        async for batch in stream:  # everything already generated goes out in one write
-            out = []
+        async for batch in stream:  # everything already generated goes out in one write, one event per choice
+            merged: dict[int, list] = {}  # choice index -> [text, finish reason]
             for d in batch:
                 if d.finish_reason is not None:
                     n_out += d.completion_tokens
-                if d.text or d.finish_reason:
-                    out.append(chunk(d.index, d.text, _reason(d.finish_reason)))
+                m = merged.setdefault(d.index, ["", None])
+                m[0] += d.text
+                m[1] = d.finish_reason or m[1]
+            out = [chunk(i, text, _reason(reason)) for i, (text, reason) in merged.items() if text or reason]
             if out:
                 yield b"".join(out)
         if include_usage:

@@ -80,8 +80,13 @@ class ModelServer:
             pass
 
 
-def deployment_options(args: ServeArgs) -> dict[str, Any]:
+def deployment_options(args: ServeArgs, *, replica_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Serve's options for the deployment; `replica_env`: environment variables of each replica
+    process (Serve reads its RAY_SERVE_* knobs when the replica starts; Serve merges them with the
+    application's runtime_env env_vars)."""
     actor: dict[str, Any] = {"num_cpus": args.cpus_per_replica}
+    if replica_env:
+        actor["runtime_env"] = {"env_vars": dict(replica_env)}
     if args.gpus_per_replica:
         actor["num_gpus"] = args.gpus_per_replica
     opts: dict[str, Any] = {
@@ -100,6 +105,11 @@ def deployment_options(args: ServeArgs) -> dict[str, Any]:
 
 def build(args: dict[str, Any] | None = None) -> serve.Application:
     """Application builder: `args` is the `args:` map of the Serve config (`contract.serveargs.ServeArgs`)."""
+    return application(args)
+
+
+def application(args: dict[str, Any] | None = None, *, replica_env: dict[str, str] | None = None) -> serve.Application:
+    """`build`, with extra replica environment (benchmarks compare Serve's knobs side by side)."""
     parsed = parse_args(args)
     static, hot = split_args(args)
-    return ModelServer.options(**deployment_options(parsed), user_config=hot).bind(static)
+    return ModelServer.options(**deployment_options(parsed, replica_env=replica_env), user_config=hot).bind(static)

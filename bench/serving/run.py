@@ -8,7 +8,12 @@
 
 By default every target runs as shipped: our servers with their default threads (`kaito up`'s
 defaults), the baselines with every core of this machine; `--threads N` pins all of them to N, and
-`NAME@N` pins one target (`--targets inproc@1 inproc@2`). On a shared machine use `--rounds R`:
+`NAME@N` pins one target (`--targets inproc@1 inproc@2`). `NAME+key=value` sets a Serve argument of
+one of our servers, `NAME+KEY=value` an environment variable of its processes (`--targets ray
+ray+stream_interval_ms=100 ray+RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0`); Ray targets are
+applications of one Ray instance. Every HTTP row also gives the server side's CPU time per output
+token by part (replica, proxy, rest of Ray; or the in-process server), which a shared machine's
+load moves far less than throughput. On a shared machine use `--rounds R`:
 every target is up at once and each level runs R rounds alternating between targets; the table
 gives the median of the per-round ratios (each round's load average is in the JSON).
 
@@ -40,6 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -125,11 +131,11 @@ def wait_healthy(base: str, timeout: float = 300) -> None:
 
 
 class Subprocess:
-    def __init__(self, cmd: list[str]):
-        self.cmd = cmd
+    def __init__(self, cmd: list[str], env: dict[str, str] | None = None):
+        self.cmd, self.env = cmd, env or {}
 
     def __enter__(self):
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **self.env})
         return self
 
     def __exit__(self, *exc):
@@ -140,42 +146,127 @@ class Subprocess:
             self.proc.kill()
 
 
-class RayTarget:
-    def __init__(self, args: dict, port: int):
-        self.args, self.port = args, port
+class RayServe:
+    """One embedded Ray + Serve for every ray target of a run: each target is its own application
+    under its own route prefix behind the one proxy (an idle application costs next to nothing).
+    Ray gets a logical CPU per application on top of the machine's, so each replica's
+    `cpus_per_replica` fits (torch threads follow the real cores: serving.service.default_threads)."""
+
+    def __init__(self, apps: int):
+        self.apps, self.port = apps, None
 
     def __enter__(self):
-        from ray import serve
-
         from serving import ray_local
-        from serving.app import build
 
-        ray_local.start(port=self.port, num_cpus=os.cpu_count() or 2)
-        serve.run(build(self.args), name="default", route_prefix="/")
+        self.port = free_port()
+        ray_local.start(port=self.port, num_cpus=(os.cpu_count() or 2) + self.apps)
         return self
 
     def __exit__(self, *exc):
         from serving import ray_local
 
+        self.port = None
         ray_local.stop()
 
 
-def target(name: str, model_dir: Path, port: int, threads: int | None, max_batch: int, engine_args: dict):
+class RayTarget:
+    def __init__(self, ray: RayServe, name: str, args: dict, env: dict[str, str]):
+        self.ray, self.name, self.args, self.env = ray, name, args, env
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.ray.port}/{self.name}"
+
+    def __enter__(self):
+        from ray import serve
+
+        from serving.app import application
+
+        serve.run(application(self.args, replica_env=self.env), name=self.name, route_prefix=f"/{self.name}")
+        return self
+
+    def __exit__(self, *exc):
+        pass  # ends with the Ray instance
+
+    def cpu_parts(self) -> dict:
+        """This application's replica, the HTTP proxy, and the rest of Ray (controller, raylet, GCS,
+        agents); the shared ones are idle while another target runs. Other applications' replicas
+        are left out."""
+        import psutil
+
+        mine, proxy, rest = [], [], []
+        for p in psutil.Process().children(recursive=True):
+            try:
+                cmd = " ".join(p.cmdline())
+            except psutil.Error:
+                continue
+            if "serving.inprocess" in cmd or "baseline_server.py" in cmd:
+                continue
+            if "ServeReplica:" in cmd:
+                if f"ServeReplica:{self.name}:" in cmd:
+                    mine.append(p)
+            else:
+                (proxy if "ProxyActor" in cmd else rest).append(p)
+        return {"replica": mine, "proxy": proxy, "ray": rest}
+
+
+class ServerTarget(Subprocess):
+    def __init__(self, cmd: list[str], port: int, env: dict[str, str] | None = None):
+        super().__init__(cmd, env)
+        self.base = f"http://127.0.0.1:{port}"
+
+    def cpu_parts(self) -> dict:
+        import psutil
+
+        root = psutil.Process(self.proc.pid)
+        return {"server": [root, *root.children(recursive=True)]}
+
+
+def parse_target(spec: str) -> tuple[str, int | None, dict[str, Any], dict[str, str]]:
+    """`NAME[@THREADS][+key=value...]` -> (kind, threads, server settings, environment). Lower-case
+    keys are Serve arguments of our servers (`ray+stream_interval_ms=100`); upper-case keys are
+    environment variables of that server's processes (`ray+RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0`:
+    the replica's; Ray-wide knobs such as the proxy's go in --ray-env)."""
+    head, *pairs = spec.split("+")
+    kind, _, pinned = head.partition("@")
+    if kind not in ("ray", "inproc", "baseline", "generate"):
+        raise SystemExit(f"--targets: unknown target {kind!r} in {spec!r}; expected ray, inproc, baseline or generate")
+    settings: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"--targets: {pair!r} in {spec!r} is not KEY=VALUE")
+        if key.isupper():
+            env[key] = value
+        else:
+            settings[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
+    if (settings or env) and kind not in ("ray", "inproc"):
+        raise SystemExit(f"--targets: {spec!r}: only ray and inproc take settings")
+    return kind, int(pinned) if pinned else None, settings, env
+
+
+def target(spec: str, index: int, model_dir: Path, threads: int | None, max_batch: int, engine_args: dict,
+           ray: RayServe):
     """threads=None: our servers as shipped (their default threads), the baseline on every core.
-    engine_args: serving settings for our two servers (unset ones keep their defaults)."""
-    pinned = ["--num-threads", str(threads)] if threads else []
-    if name == "ray":
+    engine_args: serving settings for our two servers (unset ones keep their defaults); a target's
+    own settings (`ray+key=value`) go on top."""
+    kind, pinned, settings, env = parse_target(spec)
+    threads = pinned or threads
+    settings = {**engine_args, **settings, **({"num_threads": threads} if threads else {})}
+    if kind == "ray":
         args = {"model": str(model_dir), "served_model_name": "bench", "max_batch_size": max_batch, "max_queue": 1024,
-                **engine_args}
-        return RayTarget({**args, "num_threads": threads} if threads else args, port)
-    if name == "inproc":
-        flags = [f"--{k.replace('_', '-')}={v}" for k, v in engine_args.items()]
-        return Subprocess([sys.executable, "-m", "serving.inprocess", "--model", str(model_dir), "--served-model-name",
-                           "bench", "--port", str(port), "--max-batch-size", str(max_batch), "--max-queue", "1024",
-                           *pinned, *flags])
-    return Subprocess([sys.executable, str(ROOT / "bench" / "serving" / "baseline_server.py"), "--model",
-                       str(model_dir), "--port", str(port),
-                       "--num-threads", str(threads or os.cpu_count() or 1)])
+                **settings}
+        return RayTarget(ray, f"t{index}", args, env)
+    port = free_port()
+    if kind == "inproc":
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
+        return ServerTarget([sys.executable, "-m", "serving.inprocess", "--model", str(model_dir), "--served-model-name",
+                             "bench", "--port", str(port), "--max-batch-size", str(max_batch), "--max-queue", "1024",
+                             *flags], port, env)
+    return ServerTarget([sys.executable, str(ROOT / "bench" / "serving" / "baseline_server.py"), "--model",
+                         str(model_dir), "--port", str(port),
+                         "--num-threads", str(threads or os.cpu_count() or 1)], port)
 
 
 def generate_anchor(model_dir: Path, prompts: list[str], a, threads: int | None):
@@ -244,20 +335,21 @@ def cpu_sweep(a) -> dict:
                                      ("prefill_chunk", a.prefill_chunk)) if v is not None}
     with contextlib.ExitStack() as stack:
         levels = {}  # target name -> function of c giving that level's row
-        for name in a.targets:  # with --rounds > 1 every target is up at once, and rounds alternate
-            kind, _, pinned = name.partition("@")
-            threads = int(pinned) if pinned else a.threads
+        ray = RayServe(sum(parse_target(name)[0] == "ray" for name in a.targets))
+        for index, name in enumerate(a.targets):  # with --rounds > 1 every target is up at once, and rounds alternate
+            kind, pinned, _, _ = parse_target(name)
             print(f"== {name}", flush=True)
             if kind == "generate":
-                levels[name] = generate_anchor(model_dir, prompts, a, threads)
+                levels[name] = generate_anchor(model_dir, prompts, a, pinned or a.threads)
             else:
-                port = free_port()
-                base = f"http://127.0.0.1:{port}"
-                stack.enter_context(target(kind, model_dir, port, threads, max(a.concurrency), engine_args))
-                wait_healthy(base)
-                asyncio.run(sweep_level(base, "bench", prompts, 2, 2, 4))  # warm-up
-                levels[name] = lambda c, base=base: asyncio.run(sweep_level(
-                    base, "bench", prompts, c, max(a.min_requests, c * a.requests_per_slot), a.output_len))
+                if kind == "ray" and ray.port is None:
+                    stack.enter_context(ray)
+                t = stack.enter_context(target(name, index, model_dir, a.threads, max(a.concurrency), engine_args,
+                                               ray))
+                wait_healthy(t.base)
+                asyncio.run(sweep_level(t.base, "bench", prompts, 2, 2, 4))  # warm-up
+                levels[name] = _with_cpu(t.cpu_parts, lambda c, base=t.base: asyncio.run(sweep_level(
+                    base, "bench", prompts, c, max(a.min_requests, c * a.requests_per_slot), a.output_len)))
             if a.rounds == 1:
                 results["targets"][name] = [_measure(name, c, levels[name]) for c in a.concurrency]
                 stack.close()
@@ -280,13 +372,39 @@ def _interleaved(a, levels) -> dict:
     return out
 
 
+def _cpu_s(procs) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except Exception:  # noqa: BLE001 - psutil.NoSuchProcess: it ended; its time is lost to both ends
+            pass
+    return total
+
+
+def _with_cpu(parts, level):
+    """The level's row plus the server side's CPU time per output token, by part (load-independent
+    where throughput is not: what a token costs, not how fast the shared machine ran it)."""
+    def measured(c: int) -> dict:
+        before = {k: _cpu_s(ps) for k, ps in parts().items()}
+        row = level(c)
+        tokens = row["output_tokens_per_s"] * row["duration_s"]
+        row["cpu_ms_per_token"] = {k: 1e3 * (_cpu_s(ps) - before[k]) / max(tokens, 1)
+                                   for k, ps in parts().items() if k in before}
+        return row
+    return measured
+
+
 def _measure(name: str, c: int, level, round_: int | None = None) -> dict:
     row = level(c)
     row["load_average"] = os.getloadavg()[0]
     tag = "" if round_ is None else f" round {round_}"
+    cpu = "".join(f" {k} {v:.2f}" for k, v in row.get("cpu_ms_per_token", {}).items())
     extra = "" if "ttft_p50_ms" not in row else (
         f"  ttft p50 {row['ttft_p50_ms']:7.1f} ms  tpot p50 {row['tpot_p50_ms']:6.1f} ms  "
-        f"p50 {row['latency_p50_ms']:8.1f} ms  p99 {row['latency_p99_ms']:8.1f} ms  errors {row['errors']}")
+        f"p50 {row['latency_p50_ms']:8.1f} ms  p99 {row['latency_p99_ms']:8.1f} ms  errors {row['errors']}"
+        f"  cpu ms/token:{cpu}")
     print(f"   {name:<10} c={c:<3}{tag} {row['output_tokens_per_s']:8.1f} tok/s{extra}  "
           f"(load {row['load_average']:.1f})", flush=True)
     return row
@@ -297,10 +415,22 @@ RATIOS = [("ray", "baseline"), ("ray", "generate"), ("inproc", "generate"), ("ra
           ("generate@1", "generate@2")]
 
 
+def ratio_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """The fixed pairs present, then each variant against its plain target (`ray+k=v` / `ray`,
+    `ray@1` / `ray`) and each Ray variant against in-process."""
+    pairs = [(x, y) for x, y in RATIOS if x in names and y in names]
+    for name in names:
+        base = name.split("+")[0].split("@")[0]
+        for other in ([base] if base != name else []) + (["inproc"] if base == "ray" and name != "ray" else []):
+            if other in names and (name, other) not in pairs:
+                pairs.append((name, other))
+    return pairs
+
+
 def print_table(res: dict) -> None:
     t = res["targets"]
     names = list(t)
-    pairs = [(x, y) for x, y in RATIOS if x in t and y in t]
+    pairs = ratio_pairs(names)
     print("\nconcurrency | " + " | ".join(f"{n} tok/s" for n in names) + " | "
           + " | ".join(f"{x}/{y}" for x, y in pairs))
     res["ratios"] = {}
@@ -320,6 +450,42 @@ def print_table(res: dict) -> None:
     if "ray" in t and "inproc" in t and "latency_p50_ms" in t["ray"][0]:
         d = t["ray"][0]["latency_p50_ms"] - t["inproc"][0]["latency_p50_ms"]
         print(f"Ray Serve p50 overhead at concurrency {t['ray'][0]['concurrency']}: {d:+.1f} ms")
+
+
+def ray_idle(a) -> dict:
+    """The CPU an idle Ray Serve instance with our application takes, by process, over --idle-s
+    seconds (a tax on every token on a small machine; set Ray's knobs with --ray-env)."""
+    import psutil
+
+    from tinymodel import build_tiny_model
+
+    model_dir = build_tiny_model(Path(tempfile.mkdtemp(prefix="kaito-bench-")) / "model", architecture="llama",
+                                 seed=0, **MODEL_SHAPE)
+    with RayServe(1) as ray, RayTarget(ray, "t0", {"model": str(model_dir), "served_model_name": "bench"}, {}) as t:
+        wait_healthy(t.base)
+        time.sleep(5)
+        procs = psutil.Process().children(recursive=True)
+
+        def by_kind() -> dict[str, float]:
+            out: dict[str, float] = {}
+            for p in procs:
+                try:
+                    cmd = " ".join(p.cmdline())
+                except psutil.Error:
+                    continue
+                kind = next((k for k in ("ServeReplica", "ProxyActor", "ServeController", "gcs_server", "raylet",
+                                         "DashboardAgent", "dashboard.py", "log_monitor", "monitor.py")
+                             if k in cmd), "other")
+                out[kind] = out.get(kind, 0.0) + _cpu_s([p])
+            return out
+
+        before, start = by_kind(), time.perf_counter()
+        time.sleep(a.idle_s)
+        after, wall = by_kind(), time.perf_counter() - start
+    row = {k: 100 * (after[k] - before.get(k, 0.0)) / wall for k in after}
+    row["total"] = sum(row.values())
+    print("   idle CPU, % of one core: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()), flush=True)
+    return {"idle_cpu_percent": row, "ray_env": a.ray_env}
 
 
 # -- engine scenarios (in-process, no HTTP): chunked prefill and prefix reuse ---------------------
@@ -553,7 +719,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke test: concurrency 1 and 4, short outputs")
     p.add_argument("--targets", nargs="+", default=["ray", "inproc", "baseline", "generate"],
-                   help="ray, inproc, baseline, generate; NAME@N pins that one to N torch threads")
+                   help="ray, inproc, baseline, generate; NAME@N pins that one to N torch threads; "
+                        "ray/inproc+key=value a Serve argument, +KEY=value an environment variable")
     p.add_argument("--ray-env", nargs="*", default=[], metavar="KEY=VALUE",
                    help="environment for the embedded Ray instance (e.g. Serve's RAY_SERVE_* knobs)")
     p.add_argument("--rounds", type=int, default=1,
@@ -569,8 +736,10 @@ def main() -> None:
     p.add_argument("--stream-interval-ms", type=float, default=None, help="ray/inproc: default as shipped")
     p.add_argument("--prefill-chunk", type=int, default=None, help="ray/inproc: default as shipped (0 = whole)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--scenario", choices=["sweep", "long-join", "prefix", "engine"], default="sweep",
-                   help="engine: in-process engine vs generate on the same batch, no HTTP")
+    p.add_argument("--scenario", choices=["sweep", "long-join", "prefix", "engine", "ray-idle"], default="sweep",
+                   help="engine: in-process engine vs generate on the same batch, no HTTP; ray-idle: the CPU "
+                        "an idle Ray Serve instance takes, by process")
+    p.add_argument("--idle-s", type=float, default=30.0, help="ray-idle: seconds to measure")
     p.add_argument("--chunks", type=int, nargs="+", default=[0, 32, 256],
                    help="long-join: prefill chunk sizes to compare (0 = whole prompt), no per-row pace")
     p.add_argument("--paces", type=float, nargs="*", default=[2.0],
@@ -589,7 +758,8 @@ def main() -> None:
     if a.device == "cuda":
         res = {"gpu": gpu_bench(a)}
     elif a.scenario != "sweep":
-        run = {"long-join": long_join, "prefix": prefix_reuse, "engine": engine_vs_generate}[a.scenario]
+        run = {"long-join": long_join, "prefix": prefix_reuse, "engine": engine_vs_generate,
+               "ray-idle": ray_idle}[a.scenario]
         res = {a.scenario: run(a)}
         out = RESULTS.with_name(f"serving-{a.scenario}.json")
     else:

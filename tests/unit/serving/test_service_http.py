@@ -1,6 +1,7 @@
 """The real facade (serving.service.Service over a tiny model) behind the HTTP API in-process: the
 text KAITO's /chat and the OpenAI routes generate, the length checks, back-pressure and disconnects
 on the real engine. The API's own mapping is tested against a fake facade in test_serving_api.py."""
+import json
 import time
 
 import pytest
@@ -137,3 +138,50 @@ def test_models_lists_adapters_with_their_parent(client):
     assert [(m["id"], m["parent"]) for m in data] == [(NAME, None), ("alpha", NAME)]
     assert client.get("/v1/models/alpha").json()["parent"] == NAME
     assert error_of(client.get("/v1/models/nope"), 404)["code"] == "model_not_found"
+
+
+def _events(r) -> list:
+    """The SSE events of a streamed answer, as the client receives them (one write may hold several)."""
+    assert r.status_code == 200, r.text
+    return [ln[6:] if ln == "data: [DONE]" else json.loads(ln[6:]) for ln in r.text.splitlines()
+            if ln.startswith("data: ")]
+
+
+def test_coalesced_streams_carry_the_same_text_and_end_like_uncoalesced_ones(tmp_path):
+    """stream_interval_ms holds tokens to write fewer, larger chunks: the streamed text equals the
+    non-streamed answer, each choice still ends with its finish_reason, then usage and [DONE]."""
+    from tinymodel import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "llama", architecture="llama")
+    answers = {}
+    for interval in (0, 1000):
+        s = Service({"model": str(model), "served_model_name": NAME, "stream_interval_ms": interval},
+                    background=False)
+        try:
+            with TestClient(create_app(lambda s=s: s)) as c:
+                body = {"model": NAME, "prompt": "The quick brown fox", "max_tokens": 16, "temperature": 0,
+                        "ignore_eos": True, "n": 2}
+                whole = c.post("/v1/completions", json=body).json()["choices"]
+                events = _events(c.post("/v1/completions", json={**body, "stream": True,
+                                                                  "stream_options": {"include_usage": True}}))
+        finally:
+            s.shutdown()
+        assert events[-1] == "[DONE]" and events[-2]["usage"]["completion_tokens"] == 32
+        for choice in whole:
+            mine = [e["choices"][0] for e in events[:-2] if e["choices"][0]["index"] == choice["index"]]
+            assert "".join(m["text"] for m in mine) == choice["text"]
+            assert mine[-1]["finish_reason"] == "length"
+            assert all(m["finish_reason"] is None for m in mine[:-1])
+            if interval:  # the first token alone, then the rest (16 tokens in well under a second)
+                assert len(mine) <= 3
+        answers[interval] = whole
+    assert answers[0] == answers[1000]  # the interval changes the writes, never the text
+
+
+@pytest.mark.parametrize("value", [-1, 1001, "soon"])
+def test_a_stream_interval_out_of_range_is_refused_naming_the_field(value):
+    from serving.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        Service({"preset": "tiny", "stream_interval_ms": value}, background=False)
+    assert e.value.param == "stream_interval_ms" and "stream_interval_ms" in str(e.value)

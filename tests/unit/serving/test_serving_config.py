@@ -52,6 +52,15 @@ def test_deployment_options_spread_gpu_replicas_and_size_for_batching():
     assert cpu["autoscaling_config"]["max_replicas"] == 4 and "num_replicas" not in cpu
 
 
+def test_replica_env_reaches_the_replicas_runtime_env_only_when_given():
+    from serving.app import deployment_options
+
+    args = parse_args({"preset": "tiny"})
+    assert "runtime_env" not in deployment_options(args)["ray_actor_options"]  # the app's runtime_env stands
+    knob = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+    assert deployment_options(args, replica_env=knob)["ray_actor_options"]["runtime_env"] == {"env_vars": knob}
+
+
 def test_adapter_flag_parsing():
     assert parse_adapter("a=/x/y:0.5") == {"name": "a", "source": "/x/y", "strength": 0.5}
     assert parse_adapter("a=/x/y") == {"name": "a", "source": "/x/y", "strength": 1.0}
