@@ -29,18 +29,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from contract.lora import SERVED_LORA, unserved
+
 from .errors import BadRequest
 from .facade import BASE
 
 _CONFIG = "adapter_config.json"
 _WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 _PREFIX = "base_model.model."  # peft's saved keys: base_model.model.<module>.lora_A.weight
-
-# LoraConfig fields whose other values change the forward beyond y += scaling·B·A·x (the value served).
-# use_rslora and rank/alpha patterns only change the scaling, which read() applies.
-_EXACT = {"use_dora": False, "lora_bias": False, "bias": "none", "modules_to_save": None,
-          "layer_replication": None, "trainable_token_indices": None, "target_parameters": None,
-          "use_qalora": False, "alora_invocation_tokens": None, "monteclora_config": None, "use_bdlora": None}
 
 
 class AdapterError(BadRequest):
@@ -99,11 +95,11 @@ def read(path: Path, shapes: dict[str, tuple[int, int]], dtype: torch.dtype) -> 
 
 
 def _check_exact(config) -> None:
-    for field, served in _EXACT.items():
-        value = getattr(config, field, served)
-        if value != served and not (served is None and not value):
-            raise AdapterError(f"adapter_config.json sets {field}={value!r}, which the batched LoRA forward "
-                               f"cannot compute; only {field}={served!r} is served")
+    found = unserved({f: getattr(config, f) for f in SERVED_LORA if hasattr(config, f)})
+    if found is not None:
+        field, value, served = found
+        raise AdapterError(f"adapter_config.json sets {field}={value!r}, which the batched LoRA forward "
+                           f"cannot compute; only {field}={served!r} is served")
 
 
 def _pairs(state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

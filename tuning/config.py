@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from contract.lora import unserved
 from contract.tuningjob import METHODS, RESULTS_DIR
 
 from .errors import ConfigError
@@ -213,6 +214,10 @@ def _check_keys(section: str, values: dict) -> None:
                 _check_type(section, key, value, hints[key])
         if "r" in values and isinstance(values["r"], int) and values["r"] < 1:
             raise ConfigError(f"training_config.LoraConfig.r must be at least 1, got {values['r']}")
+        if (found := unserved(values)) is not None:
+            key, value, served = found
+            raise ConfigError(f"training_config.LoraConfig.{key} is {value!r}, but the serving engine serves only "
+                              f"{key}: {served!r} (plain LoRA; contract/lora.py): the adapter could not be served")
 
 
 def _check_method(method: str, quant: dict) -> None:

@@ -15,7 +15,7 @@ import pytest
 PACKAGES = ["presets", "artifacts", "tuning", "serving", "hooks", "hooks.core", "hooks.shell", "hooks.tools",
             "metacontroller", "contract"]
 MODULES = ["contract.workspace", "contract.serveargs", "contract.serveconfig", "contract.argv", "contract.tuningjob",
-           "contract.paths", "contract.ports", "contract.urlpolicy", "contract.podstatus", "presets.facts", "hooks.core.errors",
+           "contract.paths", "contract.ports", "contract.urlpolicy", "contract.podstatus", "contract.lora", "presets.facts", "hooks.core.errors",
            "hooks.core.api", "hooks.core.protocol", "metacontroller.api", "metacontroller.apply"]
 
 

@@ -57,6 +57,10 @@ BAD = [
     ("lora", _with("lora", "LoraConfig", lora_dropout="high"), "LoraConfig.lora_dropout: expected float"),
     ("lora", _with("lora", "LoraConfig", bias="everything"), "LoraConfig.bias: 'everything' is not accepted"),
     ("lora", _with("lora", "LoraConfig", r=0), "LoraConfig.r must be at least 1"),
+    # adapters the serving engine could not load (contract/lora.py): refused before any training
+    ("lora", _with("lora", "LoraConfig", use_dora=True), "LoraConfig.use_dora is True, but the serving engine serves only use_dora: False"),
+    ("qlora", _with("qlora", "LoraConfig", bias="all"), "LoraConfig.bias is 'all', but the serving engine serves only bias: 'none'"),
+    ("lora", _with("lora", "LoraConfig", modules_to_save=["lm_head"]), "LoraConfig.modules_to_save is ['lm_head']"),
     ("lora", {"training_config": {"LoRAConfig": {}}}, "unknown section 'LoRAConfig' (did you mean 'LoraConfig'?)"),
     ("lora", {"ModelConfig": {}}, "needs the top key 'training_config'"),
     ("sft", presets.default_training_config("lora"), "method 'sft' is not supported; accepted: lora, qlora"),
