@@ -11,8 +11,10 @@ downward API and a ServiceAccount bound to `RUNTIME_CLUSTER_ROLE` (patch/get on 
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 __all__ = ["ADAPTERS_AVAILABLE", "ADAPTERS_CONDITION", "ADAPTER_UNAVAILABLE", "POD_NAMESPACE_ENV", "POD_NAME_ENV",
-           "RUNTIME_CLUSTER_ROLE"]
+           "RUNTIME_CLUSTER_ROLE", "pod_condition"]
 
 #: A qualified name, as the API server requires of pod condition types it does not own.
 ADAPTERS_CONDITION = "kaito.sh/AdaptersAvailable"
@@ -24,3 +26,11 @@ POD_NAME_ENV = "POD_NAME"
 POD_NAMESPACE_ENV = "POD_NAMESPACE"
 #: The ClusterRole deploy/base ships (patch/get on pods/status); each Workspace binds it to its runtime.
 RUNTIME_CLUSTER_ROLE = "kaito-runtime-pod-status"
+
+
+def pod_condition(pod: Mapping[str, Any], type_: str = ADAPTERS_CONDITION) -> dict[str, Any] | None:
+    """The pod's condition of `type_` as the API server returns the pod (None: not set)."""
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return c
+    return None

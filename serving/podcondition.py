@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from contract.podstatus import (
-    ADAPTER_UNAVAILABLE, ADAPTERS_AVAILABLE, ADAPTERS_CONDITION, POD_NAME_ENV, POD_NAMESPACE_ENV,
+    ADAPTER_UNAVAILABLE, ADAPTERS_AVAILABLE, ADAPTERS_CONDITION, POD_NAME_ENV, POD_NAMESPACE_ENV, pod_condition,
 )
 
 log = logging.getLogger(__name__)
@@ -71,13 +71,6 @@ def same(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
 def status_patch(cond: Mapping[str, Any]) -> bytes:
     """The strategic merge patch body: PodStatus.conditions merges by `type`."""
     return json.dumps({"status": {"conditions": [dict(cond)]}}).encode()
-
-
-def find(pod: Mapping[str, Any], type_: str = ADAPTERS_CONDITION) -> dict[str, Any] | None:
-    for c in (pod.get("status") or {}).get("conditions") or []:
-        if c.get("type") == type_:
-            return c
-    return None
 
 
 def rfc3339(t: float) -> str:
@@ -189,14 +182,14 @@ class PodStatusReporter:
         if not self._known:
             r = client.get(self.target.status_url, headers=self._headers())
             _check(r, "GET")
-            self._on_pod, self._known = find(r.json()), True
+            self._on_pod, self._known = pod_condition(r.json()), True
         cond = condition(wanted, self._on_pod, rfc3339(self._clock()))
         if same(cond, self._on_pod):
             return
         r = client.patch(self.target.status_url, content=status_patch(cond),
                          headers={**self._headers(), "Content-Type": PATCH_CONTENT_TYPE})
         _check(r, "PATCH")
-        self._on_pod = find(r.json()) or cond
+        self._on_pod = pod_condition(r.json()) or cond
         self.patches += 1
         log.info("pod condition %s=%s: %s", ADAPTERS_CONDITION, cond["status"], cond["message"])
 

@@ -25,7 +25,7 @@ from hooks.core.api import NodeProvisionerSpec
 from hooks.core.protocol import NODE_KEY, WORKSPACE_KEY
 from hooks.core.errors import INVALID_SPEC
 from hooks.core.settings import ClaimApi, Settings
-from hooks.core.status import FALSE, TRUE, Cond, render
+from hooks.core.status import FALSE, TRUE, Cond, clip, render
 from hooks.core.validation import FieldError, validate_workspace
 from metacontroller.api import KubeObject, Obj, RequestError, SyncRequest, json_path
 from metacontroller.apply import as_last_applied, last_applied_children
@@ -206,8 +206,7 @@ def sync(request: SyncRequest, settings: Settings, now: str) -> Obj:
             # sits on: its claims stay exactly as last applied.
             kept = sorted(claims_of.get((ns, name), []), key=lambda pair: pair[0].metadata.name)
             claims += [as_last_applied(claim_sent) for _, claim_sent in kept]
-            why = "; ".join(map(str, errors))
-            why = why if len(why) <= MAX_REASON_CHARS else why[:MAX_REASON_CHARS - 3] + "..."
+            why = clip("; ".join(map(str, errors)), MAX_REASON_CHARS)
             invalid.append((f"{ns}/{name}", why))
             summary.append({"namespace": ns, "name": name, "claims": len(kept), "ready": sum(_ready(c) for c, _ in kept),
                             "invalid": why})

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from contract.podstatus import ADAPTER_UNAVAILABLE, ADAPTERS_AVAILABLE, ADAPTERS_CONDITION
+from contract.podstatus import ADAPTER_UNAVAILABLE, ADAPTERS_AVAILABLE, pod_condition
 from metacontroller.api import Obj
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
@@ -64,12 +64,17 @@ _CONFIG_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunCon
 MESSAGE_CHARS = 400
 
 
+def clip(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with "..." when longer (a condition message stays readable)."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def last_line(text: str | None) -> str:
     """The last non-empty line: our containers end with one clear line, and with
     FallbackToLogsOnError the message is the tail of the log."""
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
     line = lines[-1] if lines else ""
-    return line if len(line) <= MESSAGE_CHARS else line[:MESSAGE_CHARS - 3] + "..."
+    return clip(line, MESSAGE_CHARS)
 
 
 def _terminated_text(term: Mapping[str, Any]) -> str:
@@ -154,8 +159,7 @@ def adapters_condition(pods: Iterable[Mapping[str, Any]]) -> Cond:
         meta = p.get("metadata") or {}
         if meta.get("deletionTimestamp"):
             continue
-        c = next((c for c in (p.get("status") or {}).get("conditions") or [] if c.get("type") == ADAPTERS_CONDITION),
-                 None)
+        c = pod_condition(p)
         if c is None:
             continue
         reported = True
@@ -165,10 +169,7 @@ def adapters_condition(pods: Iterable[Mapping[str, Any]]) -> Cond:
     if failing:
         parts = [f"pod{'s' if len(names) > 1 else ''} {', '.join(names)}: {message}"
                  for message, names in sorted(failing.items(), key=lambda kv: kv[1])]
-        text = "; ".join(parts)
-        if len(text) > ADAPTERS_MESSAGE_CHARS:
-            text = text[:ADAPTERS_MESSAGE_CHARS - 3] + "..."
-        return Cond(ADAPTERS_READY, FALSE, ADAPTER_UNAVAILABLE, text)
+        return Cond(ADAPTERS_READY, FALSE, ADAPTER_UNAVAILABLE, clip("; ".join(parts), ADAPTERS_MESSAGE_CHARS))
     if reported:
         return Cond(ADAPTERS_READY, TRUE, ADAPTERS_AVAILABLE, "every adapter is available on every serving pod")
     return Cond(ADAPTERS_READY, UNKNOWN, ADAPTERS_PENDING, "no serving pod has reported its adapters yet")

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import artifacts
-from serving.podcondition import find
+from contract.podstatus import pod_condition
 from tests.integration.serving.test_kaito_up import run_up
 from tests.integration.serving.test_pod_status_reporter import wait_for
 from tests.support.apiserver import ApiServer
@@ -92,15 +92,15 @@ def test_a_failed_workspace_driven_fetch_shows_in_the_workspace_status_while_the
             monkeypatch.setenv(key, value)
         seen: dict = {}
 
-        def pod_condition():
-            return find(api.pod(NS, POD))
+        def reported():
+            return pod_condition(api.pod(NS, POD))
 
         def check(base: str) -> None:
-            first = wait_for(lambda: (c := pod_condition()) and c["status"] == "True" and c, 30, "the first report")
+            first = wait_for(lambda: (c := reported()) and c["status"] == "True" and c, 30, "the first report")
             assert card(base)["digest"] == good_digest
             before = complete(base)
             broken = workspace(ws_file, f"{host}/adapters/fr:v2")  # the Workspace-driven change
-            failed = wait_for(lambda: (c := pod_condition()) and c["status"] == "False" and c, 30, "the failure")
+            failed = wait_for(lambda: (c := reported()) and c["status"] == "False" and c, 30, "the failure")
             assert failed["reason"] == "AdapterUnavailable"
             assert failed["message"].startswith(f"adapter {ADAPTER} is unavailable: ") and "v2" in failed["message"]
             shown = card(base)
@@ -110,8 +110,8 @@ def test_a_failed_workspace_driven_fetch_shows_in_the_workspace_status_while_the
                 "type": "Ready", "status": "True", "lastTransitionTime": "2026-12-01T00:00:00Z"}
             seen["failing"] = workspace_status(broken, api.pod(NS, POD))
             workspace(ws_file, f"{host}/adapters/fr:v1")  # the user takes the change back
-            wait_for(lambda: pod_condition()["status"] == "True", 30, "the recovery")
-            assert first["lastTransitionTime"] <= pod_condition()["lastTransitionTime"]
+            wait_for(lambda: reported()["status"] == "True", 30, "the recovery")
+            assert first["lastTransitionTime"] <= reported()["lastTransitionTime"]
             seen["fixed"] = workspace_status(doc, api.pod(NS, POD))
 
         out = run_up(cache, port, "-f", str(ws_file), "--adapter-resolve-interval", "0", check=check)

@@ -10,7 +10,8 @@ import pytest
 
 from contract.podstatus import ADAPTERS_CONDITION
 from serving import podcondition
-from serving.podcondition import PodStatusReporter, find, in_cluster
+from contract.podstatus import pod_condition
+from serving.podcondition import PodStatusReporter, in_cluster
 from tests.support.apiserver import ApiServer
 
 NS, POD = "team-a", "ws-7d9f-abcde"
@@ -46,12 +47,12 @@ def test_the_condition_is_patched_on_change_only_and_other_conditions_stay(api, 
         wait_for(lambda: r.patches == 1, what="the first patch")
         pod = api.pod(NS, POD)
         assert [c["type"] for c in pod["status"]["conditions"]] == ["Ready", ADAPTERS_CONDITION]
-        first = find(pod)
+        first = pod_condition(pod)
         assert first["status"] == "True"
         r.update({})  # nothing changed: no second patch
         r.update({"fr": "cannot fetch adapter 'fr' from oci://r/fr:2: digest mismatch"})
         wait_for(lambda: r.patches == 2, what="the failure")
-        failed = find(api.pod(NS, POD))
+        failed = pod_condition(api.pod(NS, POD))
         assert failed["status"] == "False" and failed["reason"] == "AdapterUnavailable"
         assert failed["message"] == "adapter fr is unavailable: cannot fetch adapter 'fr' from oci://r/fr:2: digest mismatch"
         assert api.pod(NS, POD)["status"]["conditions"][0]["type"] == "Ready"  # merged by type, not replaced
@@ -80,7 +81,7 @@ def test_a_restarted_runtime_reads_the_pod_first_and_keeps_the_transition_time(a
         assert api.patches() == [] and r.patches == 0  # already so on the pod
         r.update({"fr": "why", "de": "HTTP 404"})
         wait_for(lambda: r.patches == 1, what="the patch")
-        assert find(api.pod(NS, POD))["lastTransitionTime"] == "2026-12-01T09:00:00Z"  # still False since then
+        assert pod_condition(api.pod(NS, POD))["lastTransitionTime"] == "2026-12-01T09:00:00Z"  # still False since then
     finally:
         r.close()
 
@@ -96,7 +97,7 @@ def test_server_errors_are_retried_with_backoff_and_the_latest_state_wins(api, t
             wait_for(lambda: r.patches == 1, what="the retried patch")
     finally:
         r.close()
-    assert find(api.pod(NS, POD))["message"] == "adapter b is unavailable: two"
+    assert pod_condition(api.pod(NS, POD))["message"] == "adapter b is unavailable: two"
     warnings = [rec.getMessage() for rec in caplog.records]
     assert len(warnings) == 2 and "HTTP 503" in warnings[0] and "HTTP 500" in warnings[1], warnings
 
